@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Error values with context.  See err.h: nothing here allocates, so the
+ * helpers are safe to call on any failure path, including out-of-memory.
+ */
+#include "common/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void thaw_err_clear(thaw_err_t *err)
+{
+    if (!err)
+        return;
+    err->code = 0;
+    err->msg[0] = '\0';
+}
+
+static int err_vset(thaw_err_t *err, int code, const char *suffix, const char *fmt, va_list ap)
+{
+    if (code < 0)
+        code = -code;
+    if (code == 0)
+        code = EIO;
+    if (!err)
+        return -code;
+    err->code = code;
+    int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    if (suffix && n >= 0 && (size_t)n < sizeof(err->msg))
+        snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", suffix);
+    return -code;
+}
+
+int thaw_err_set(thaw_err_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = err_vset(err, code, NULL, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int thaw_err_sys(thaw_err_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = err_vset(err, code, strerror(code < 0 ? -code : code), fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int thaw_err_wrap(thaw_err_t *err, const char *fmt, ...)
+{
+    if (!err)
+        return -EIO;
+    if (err->code == 0)
+        err->code = EIO;
+    char prefix[THAW_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -err->code;
+    char old[THAW_ERR_MSG_MAX];
+    memcpy(old, err->msg, sizeof(old));
+    old[sizeof(old) - 1] = '\0';
+    if (old[0])
+        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    else
+        snprintf(err->msg, sizeof(err->msg), "%s", prefix);
+    return -err->code;
+}
+
+const char *thaw_err_msg(const thaw_err_t *err)
+{
+    return err ? err->msg : "";
+}

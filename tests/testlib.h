@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared by every test binary: the skip convention (exit 77 with one line
+ * saying why, which meson reports as SKIP) and small helpers.
+ */
+#ifndef THAW_TESTS_TESTLIB_H
+#define THAW_TESTS_TESTLIB_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define THAW_TEST_SKIP 77
+
+/* Print why and exit 77: the test cannot run on this machine. */
+#define thaw_test_skip(...)                                                                        \
+    do {                                                                                           \
+        printf("SKIP: ");                                                                          \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        fflush(stdout);                                                                            \
+        exit(THAW_TEST_SKIP);                                                                      \
+    } while (0)
+
+static inline void thaw_test_require_root(void)
+{
+    if (geteuid() != 0)
+        thaw_test_skip("needs root (euid is %d)", (int)geteuid());
+}
+
+static inline void thaw_test_require_kvm(void)
+{
+    if (access("/dev/kvm", R_OK | W_OK) != 0)
+        thaw_test_skip("needs read-write /dev/kvm");
+}
+
+/* Number of open descriptors of this process (leak checks). */
+int thaw_test_count_fds(void);
+
+#endif
