@@ -48,11 +48,11 @@ static inline void thaw__munmapp(thaw_mapping_t *m)
         munmap(m->addr, m->len);
 }
 
-#define _cleanup_(f)      __attribute__((cleanup(f)))
-#define _cleanup_free_    _cleanup_(thaw__freep)
-#define _cleanup_close_   _cleanup_(thaw__closep)
-#define _cleanup_fclose_  _cleanup_(thaw__fclosep)
-#define _cleanup_munmap_  _cleanup_(thaw__munmapp)
+#define _cleanup_(f)     __attribute__((cleanup(f)))
+#define _cleanup_free_   _cleanup_(thaw__freep)
+#define _cleanup_close_  _cleanup_(thaw__closep)
+#define _cleanup_fclose_ _cleanup_(thaw__fclosep)
+#define _cleanup_munmap_ _cleanup_(thaw__munmapp)
 
 /* Return the pointer and leave NULL behind: ownership moves to the caller. */
 #define TAKE_PTR(p)                                                                                \

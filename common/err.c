@@ -59,17 +59,26 @@ int thaw_err_wrap(thaw_err_t *err, const char *fmt, ...)
     char prefix[THAW_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    int pn = vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    if (n < 0)
+    if (pn < 0)
         return -err->code;
-    char old[THAW_ERR_MSG_MAX];
-    memcpy(old, err->msg, sizeof(old));
-    old[sizeof(old) - 1] = '\0';
-    if (old[0])
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
-    else
-        snprintf(err->msg, sizeof(err->msg), "%s", prefix);
+    /* Truncation is intended: the outermost context matters most. */
+    size_t plen = strnlen(prefix, sizeof(prefix) - 1);
+    size_t olen = strnlen(err->msg, sizeof(err->msg) - 1);
+    char out[THAW_ERR_MSG_MAX];
+    size_t n = plen;
+    memcpy(out, prefix, plen);
+    if (olen && n < sizeof(out) - 1) {
+        size_t sep = sizeof(out) - 1 - n < 2 ? sizeof(out) - 1 - n : 2;
+        memcpy(out + n, ": ", sep);
+        n += sep;
+        size_t take = sizeof(out) - 1 - n < olen ? sizeof(out) - 1 - n : olen;
+        memcpy(out + n, err->msg, take);
+        n += take;
+    }
+    out[n] = '\0';
+    memcpy(err->msg, out, n + 1);
     return -err->code;
 }
 

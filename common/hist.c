@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#define SUB_COUNT (1u << THAW_HIST_SUB_BITS) /* 32 sub-buckets per octave */
+#define SUB_COUNT  (1u << THAW_HIST_SUB_BITS) /* 32 sub-buckets per octave */
 #define LINEAR_MAX (2u * SUB_COUNT)           /* values < 64 are exact */
 
 void thaw_hist_init(thaw_hist_t *h)
