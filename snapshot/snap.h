@@ -16,9 +16,9 @@
  *
  * Conventions: functions return 0 (or a count) on success and -errno on
  * failure; those that read outside input also fill a thaw_err_t naming the
- * file, the item and the problem (err may be NULL).  Every object made by
- * *_open/*_attach/*_create is released by its *_close/*_destroy, which accept
- * NULL.
+ * file, the item and the problem (err may be NULL).  What snap_open,
+ * snap_mem_attach and snap_base_get return is released by snap_close,
+ * snap_mem_destroy and snap_base_put, which accept NULL.
  */
 #ifndef THAW_SNAPSHOT_SNAP_H
 #define THAW_SNAPSHOT_SNAP_H

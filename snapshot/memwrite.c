@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * memory.bin writer: cuts each region into chunks, classifies them (zero,
+ * raw, lz4), checksums and compresses them on a small thread pool one batch
+ * at a time, and appends the results in chunk order with pwritev (raw chunks
+ * straight from the caller's memory).  The header and table go in last, so a
+ * file cut short by a crash never carries a valid table.
+ */
+#include "snapshot/snap-int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/clock.h"
+#include "common/crc32c.h"
+
+#define BATCH_BYTES (32u << 20)
+
+struct job {
+    const char *src;
+    uint32_t raw;
+    uint32_t stored;
+    uint32_t crc;
+    uint8_t kind;
+};
+
+struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    unsigned gen, active;
+    bool quit;
+    int level;
+    uint32_t chunk_size;
+    struct job *jobs; /* current batch */
+    size_t njobs;
+    char *out; /* njobs * chunk_size */
+    atomic_size_t next;
+};
+
+static void run_batch(struct pool *p, void *state)
+{
+    size_t i;
+    while ((i = atomic_fetch_add(&p->next, 1)) < p->njobs) {
+        struct job *j = &p->jobs[i];
+        if (snap__is_zero(j->src, j->raw)) {
+            j->kind = SNAP__CHUNK_ZERO;
+            j->stored = 0;
+            j->crc = 0;
+            continue;
+        }
+        j->crc = thaw_crc32c(0, j->src, j->raw);
+        size_t s =
+            snap__lz4_compress(state, p->level, j->src, j->raw, p->out + i * (size_t)p->chunk_size);
+        j->kind = s ? SNAP__CHUNK_LZ4 : SNAP__CHUNK_RAW;
+        j->stored = s ? (uint32_t)s : j->raw;
+    }
+}
+
+static void *worker(void *arg)
+{
+    struct pool *p = arg;
+    void *state = snap__lz4_state_new(p->level);
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->gen == seen)
+            pthread_cond_wait(&p->cv_work, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->gen;
+        if (!state) /* no state, no help: the caller's thread does the work */
+            continue;
+        p->active++;
+        pthread_mutex_unlock(&p->mu);
+        run_batch(p, state);
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0)
+            pthread_cond_broadcast(&p->cv_done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(state);
+    return NULL;
+}
+
+static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, thaw_err_t *err)
+{
+    while (n > 0) {
+        int cnt = n > IOV_MAX ? IOV_MAX : n;
+        ssize_t w = pwritev(fd, iov, cnt, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": write");
+        off += (uint64_t)w;
+        /* Skip what was written, possibly part of an iovec. */
+        while (cnt > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+            cnt--;
+        }
+        if (w > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regions, int lz4_level,
+                        unsigned threads, snap_write_stats_t *stats, uint32_t *table_crc,
+                        uint64_t *file_size, thaw_err_t *err)
+{
+    uint32_t cs = layout->chunk_size;
+    uint64_t nchunks = layout->nchunks;
+    size_t table_bytes = nchunks * sizeof(struct snap__chunk_entry);
+    uint64_t data_off = (sizeof(struct snap__mem_header) + table_bytes + SNAP_PAGE_SIZE - 1) &
+                        ~(uint64_t)(SNAP_PAGE_SIZE - 1);
+    size_t nb = BATCH_BYTES / cs;
+    if (nb < (size_t)threads * 4)
+        nb = (size_t)threads * 4;
+    if (nb > nchunks)
+        nb = nchunks ? nchunks : 1;
+
+    _cleanup_free_ struct snap__chunk_entry *table = calloc(nchunks ? nchunks : 1, sizeof(*table));
+    _cleanup_free_ struct job *jobs = calloc(nb, sizeof(*jobs));
+    _cleanup_free_ struct iovec *iov = calloc(nb, sizeof(*iov));
+    _cleanup_free_ char *out = malloc(nb * (size_t)cs);
+    _cleanup_free_ void *state = snap__lz4_state_new(lz4_level);
+    if (!table || !jobs || !iov || !out || !state)
+        return thaw_err_sys(err, ENOMEM, SNAP_MEMORY_FILE);
+
+    struct pool p = {.level = lz4_level, .chunk_size = cs, .jobs = jobs, .out = out};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv_work, NULL);
+    pthread_cond_init(&p.cv_done, NULL);
+    pthread_t tids[SNAP_MAX_THREADS];
+    unsigned nthreads = 0;
+    for (unsigned i = 1; i < threads; i++) {
+        if (pthread_create(&tids[nthreads], NULL, worker, &p) != 0)
+            break; /* fewer helpers only makes it slower */
+        nthreads++;
+    }
+
+    int rc = 0;
+    uint64_t t0 = thaw_now_ns();
+    uint64_t cursor = data_off;
+    size_t ri = 0;
+    uint64_t rc_chunk = 0; /* chunk within region ri */
+    for (uint64_t base = 0; base < nchunks && rc == 0; base += nb) {
+        size_t n = nchunks - base < nb ? (size_t)(nchunks - base) : nb;
+        for (size_t i = 0; i < n; i++) {
+            while (rc_chunk >= layout->regions[ri].nchunks) {
+                ri++;
+                rc_chunk = 0;
+            }
+            const struct snap__region *r = &layout->regions[ri];
+            uint64_t off = rc_chunk * cs;
+            uint64_t left = r->size - off;
+            jobs[i] = (struct job){.src = (const char *)regions[ri].host + off,
+                                   .raw = left < cs ? (uint32_t)left : cs};
+            rc_chunk++;
+        }
+        pthread_mutex_lock(&p.mu);
+        p.njobs = n;
+        atomic_store(&p.next, 0);
+        p.gen++;
+        pthread_cond_broadcast(&p.cv_work);
+        pthread_mutex_unlock(&p.mu);
+        run_batch(&p, state);
+        pthread_mutex_lock(&p.mu);
+        while (p.active > 0)
+            pthread_cond_wait(&p.cv_done, &p.mu);
+        pthread_mutex_unlock(&p.mu);
+
+        int niov = 0;
+        uint64_t batch_start = cursor;
+        for (size_t i = 0; i < n; i++) {
+            struct job *j = &jobs[i];
+            struct snap__chunk_entry *e = &table[base + i];
+            e->raw_len = j->raw;
+            e->kind = j->kind;
+            e->crc32c = j->crc;
+            if (j->kind == SNAP__CHUNK_ZERO) {
+                if (stats)
+                    stats->chunks_zero++;
+                continue;
+            }
+            e->offset = cursor;
+            e->stored_len = j->stored;
+            cursor += j->stored;
+            iov[niov].iov_base = j->kind == SNAP__CHUNK_RAW ? (void *)j->src : out + i * cs;
+            iov[niov].iov_len = j->stored;
+            niov++;
+            if (stats) {
+                if (j->kind == SNAP__CHUNK_RAW)
+                    stats->chunks_raw++;
+                else
+                    stats->chunks_lz4++;
+            }
+        }
+        rc = pwritev_all(fd, iov, niov, batch_start, err);
+    }
+    pthread_mutex_lock(&p.mu);
+    p.quit = true;
+    pthread_cond_broadcast(&p.cv_work);
+    pthread_mutex_unlock(&p.mu);
+    for (unsigned i = 0; i < nthreads; i++)
+        pthread_join(tids[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv_work);
+    pthread_cond_destroy(&p.cv_done);
+    if (rc < 0)
+        return rc;
+
+    struct snap__mem_header h = {
+        .version = SNAP__MEM_VERSION,
+        .header_size = sizeof(h),
+        .chunk_size = cs,
+        .codec = SNAP__CODEC_LZ4,
+        .nchunks = nchunks,
+        .memory_size = layout->memory_size,
+        .table_offset = sizeof(h),
+        .data_offset = data_off,
+        .table_crc32c = thaw_crc32c(0, table, table_bytes),
+    };
+    memcpy(h.magic, SNAP__MEM_MAGIC, 8);
+    h.header_crc32c = thaw_crc32c(0, &h, sizeof(h));
+    struct iovec hv[2] = {{&h, sizeof(h)}, {table, table_bytes}};
+    if ((rc = pwritev_all(fd, hv, 2, 0, err)) < 0)
+        return rc;
+    /* A snapshot whose data ends before data_off (all zero) still needs the
+     * file to reach data_off, which the table's bounds checks assume. */
+    if (cursor == data_off && ftruncate(fd, (off_t)data_off) < 0)
+        return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": truncate");
+    if (stats) {
+        stats->bytes_in += layout->memory_size;
+        stats->bytes_out = cursor;
+        stats->compress_ns = thaw_now_ns() - t0;
+    }
+    *table_crc = h.table_crc32c;
+    *file_size = cursor;
+    return 0;
+}
