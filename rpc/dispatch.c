@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * JSON-RPC 2.0 on one line: parse, validate the envelope, find the method,
+ * and send the reply.  Every malformed request gets its error code and a
+ * readable message and leaves the connection as usable as before.  Methods
+ * either reply at once (cheap, loop thread) or defer their blocking part to
+ * libuv's worker threads through rpc__req_defer.
+ */
+#include "rpc/rpc-internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+static const rpc_method_t methods[] = {
+    {"server.info", rpc__m_server_info},           {"server.stats", rpc__m_server_stats},
+    {"server.metrics", rpc__m_server_metrics},     {"template.create", rpc__m_template_create},
+    {"template.list", rpc__m_template_list},       {"template.get", rpc__m_template_get},
+    {"template.delete", rpc__m_template_delete},   {"pool.configure", rpc__m_pool_configure},
+    {"pool.prewarm", rpc__m_pool_prewarm},         {"pool.status", rpc__m_pool_status},
+    {"sandbox.acquire", rpc__m_sandbox_acquire},   {"sandbox.exec", rpc__m_sandbox_exec},
+    {"sandbox.put_file", rpc__m_sandbox_put_file}, {"sandbox.get_file", rpc__m_sandbox_get_file},
+    {"sandbox.release", rpc__m_sandbox_release},   {"sandbox.list", rpc__m_sandbox_list},
+    {"sandbox.run", rpc__m_sandbox_run},
+};
+
+json_t *rpc__error_obj(json_t *id, int code, const char *msg)
+{
+    return json_pack("{s:s, s:O?, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                     "error", "code", code, "message", msg);
+}
+
+int rpc__req_error(rpc_req_t *req, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->emsg, sizeof(req->emsg), fmt, ap);
+    va_end(ap);
+    req->ecode = code;
+    json_decref(req->result);
+    req->result = NULL;
+    return -1;
+}
+
+int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err)
+{
+    int code;
+    switch (err->code) {
+    case ENOENT:
+        code = RPC_E_NOT_FOUND;
+        break;
+    case ENOSPC:
+        code = RPC_E_CAPACITY;
+        break;
+    case EEXIST:
+        code = RPC_E_EXISTS;
+        break;
+    case EAGAIN:
+        code = RPC_E_BUSY;
+        break;
+    case ETIMEDOUT:
+        code = RPC_E_TIMEOUT;
+        break;
+    case ENOTSUP:
+        code = RPC_E_UNAVAILABLE;
+        break;
+    case EINVAL:
+        code = RPC_E_PARAMS;
+        break;
+    default:
+        code = RPC_E_SERVER;
+    }
+    return rpc__req_error(req, code, "%s", err->msg[0] ? err->msg : strerror(err->code));
+}
+
+static void req_free(rpc_req_t *req)
+{
+    json_decref(req->id);
+    json_decref(req->params);
+    json_decref(req->result);
+    free(req);
+}
+
+void rpc__req_finish(rpc_req_t *req)
+{
+    rpc_conn_t *c = req->conn;
+    rpc_server_t *srv = req->srv;
+    if (req->ecode)
+        srv->errors++;
+    if (req->id && !c->closing) {
+        json_t *reply;
+        if (req->ecode)
+            reply = rpc__error_obj(req->id, req->ecode, req->emsg);
+        else
+            reply = json_pack("{s:s, s:O, s:O}", "jsonrpc", "2.0", "id", req->id, "result",
+                              req->result ? req->result : json_null());
+        if (reply)
+            rpc__send(c, reply);
+    }
+    if (req->ecode)
+        thaw_debug("rpc", "error", "conn=%llu method=%s code=%d msg=\"%s\"",
+                   (unsigned long long)c->id, req->method, req->ecode, req->emsg);
+    c->inflight--;
+    srv->inflight--;
+    req_free(req);
+    rpc__conn_unref(c);
+}
+
+static void work_cb(uv_work_t *w)
+{
+    rpc_req_t *req = w->data;
+    req->work_fn(req);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    rpc_req_t *req = w->data;
+    /* Notes this request queued must go out before its reply. */
+    rpc__notify_drain(req->srv);
+    if (status == UV_ECANCELED && !req->ecode)
+        rpc__req_error(req, RPC_E_SHUTDOWN, "thawd is shutting down");
+    if (req->done_fn)
+        req->done_fn(req);
+    rpc__req_finish(req);
+}
+
+void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
+{
+    req->work_fn = work;
+    req->done_fn = done;
+    req->work.data = req;
+    int r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);
+    if (r < 0) {
+        rpc__req_error(req, RPC_E_INTERNAL, "cannot queue work: %s", uv_strerror(r));
+        if (done)
+            done(req);
+        rpc__req_finish(req);
+    }
+}
+
+static const rpc_method_t *find_method(const char *name)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (!strcmp(methods[i].name, name))
+            return &methods[i];
+    return NULL;
+}
+
+/* Reply with an error before a request object exists. */
+static void early_error(rpc_conn_t *c, json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void early_error(rpc_conn_t *c, json_t *id, int code, const char *fmt, ...)
+{
+    char msg[THAW_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->srv->errors++;
+    rpc__send(c, rpc__error_obj(id, code, msg));
+}
+
+void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len)
+{
+    rpc_server_t *srv = c->srv;
+    /* Blank lines (a client's trailing "\r\n" or keep-alives) are not requests. */
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+        i++;
+    if (i == len)
+        return;
+    srv->requests++;
+    json_error_t jerr;
+    json_t *msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!msg) {
+        early_error(c, NULL, RPC_E_PARSE, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
+        return;
+    }
+    if (json_is_array(msg)) {
+        early_error(c, NULL, RPC_E_INVALID_REQUEST,
+                    "Invalid Request: batches are not supported; send one object per line");
+        json_decref(msg);
+        return;
+    }
+    if (!json_is_object(msg)) {
+        early_error(c, NULL, RPC_E_INVALID_REQUEST, "Invalid Request: a request is a JSON object");
+        json_decref(msg);
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
+        early_error(c, NULL, RPC_E_INVALID_REQUEST,
+                    "Invalid Request: id must be a string, an integer or null");
+        json_decref(msg);
+        return;
+    }
+    json_t *ver = json_object_get(msg, "jsonrpc");
+    if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0")) {
+        early_error(c, id, RPC_E_INVALID_REQUEST, "Invalid Request: \"jsonrpc\" must be \"2.0\"");
+        json_decref(msg);
+        return;
+    }
+    json_t *m = json_object_get(msg, "method");
+    if (!json_is_string(m)) {
+        early_error(c, id, RPC_E_INVALID_REQUEST, "Invalid Request: \"method\" must be a string");
+        json_decref(msg);
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach (msg, key, v) {
+        if (strcmp(key, "jsonrpc") && strcmp(key, "id") && strcmp(key, "method") &&
+            strcmp(key, "params")) {
+            early_error(c, id, RPC_E_INVALID_REQUEST, "Invalid Request: unknown member \"%.64s\"",
+                        key);
+            json_decref(msg);
+            return;
+        }
+    }
+    const rpc_method_t *meth = find_method(json_string_value(m));
+    if (!meth) {
+        early_error(c, id, RPC_E_METHOD, "Method not found: '%.100s'", json_string_value(m));
+        json_decref(msg);
+        return;
+    }
+    json_t *params = json_object_get(msg, "params");
+    if (params && !json_is_object(params) && !json_is_null(params)) {
+        early_error(c, id, RPC_E_PARAMS,
+                    "Invalid params: params must be an object of named parameters");
+        json_decref(msg);
+        return;
+    }
+    if (c->inflight >= srv->cfg.max_inflight) {
+        early_error(c, id, RPC_E_BUSY, "too many requests in flight on this connection (limit %u)",
+                    srv->cfg.max_inflight);
+        json_decref(msg);
+        return;
+    }
+    rpc_req_t *req = calloc(1, sizeof(*req));
+    if (!req) {
+        early_error(c, id, RPC_E_INTERNAL, "out of memory");
+        json_decref(msg);
+        return;
+    }
+    req->conn = c;
+    req->srv = srv;
+    req->id = id ? json_incref(id) : NULL;
+    req->params = params && json_is_object(params) ? json_incref(params) : json_object();
+    req->method = meth->name;
+    req->t0 = thaw_now_ns();
+    json_decref(msg);
+    rpc__conn_ref(c);
+    c->inflight++;
+    srv->inflight++;
+    meth->fn(req);
+}

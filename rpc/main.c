@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * thawd: parse options, open the store, register the tiers this build and
+ * this host can run (and the reasons for those they cannot), reload the
+ * templates, create the default template on first start, then serve
+ * JSON-RPC until SIGTERM/SIGINT.  Shutdown releases every sandbox and keeps
+ * the store.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "pool/backends.h"
+#include "rpc/thawd.h"
+
+/* Why the vm tier is not offered, and what this host's KVM is. */
+static void vm_reason(char *why, size_t n, char *note, size_t nn)
+{
+    note[0] = '\0';
+    if (access("/dev/kvm", R_OK | W_OK) < 0)
+        snprintf(note, nn, "no usable /dev/kvm: %s", strerror(errno));
+    else if (access("/sys/module/kvm_pvm", F_OK) == 0)
+        snprintf(note, nn,
+                 "KVM is PVM here: guest kernels run emulated (about 1.6M "
+                 "instructions/s), so a Linux guest cannot boot at a useful speed");
+    snprintf(why, n,
+             "the vm tier needs vmm/ snapshot and restore (issue #6), which this build does "
+             "not have yet%s%s",
+             note[0] ? "; also: " : "", note);
+}
+
+static void log_progress(void *ud, const char *stage, const char *detail)
+{
+    thaw_info("thawd", "default_template", "stage=%s detail=\"%s\"", stage, detail ? detail : "");
+    (void)ud;
+}
+
+static void create_defaults(pool_t *pool)
+{
+    char why[512];
+    char **names = NULL;
+    size_t n = 0;
+    bool have = false;
+    if (pool_template_names(pool, &names, &n) >= 0) {
+        for (size_t i = 0; i < n; i++)
+            have |= !strcmp(names[i], "default");
+        pool_names_free(names, n);
+    }
+    if (have)
+        return;
+    if (pool_tier_available(pool, "sentry", why, sizeof(why)) != 1) {
+        thaw_warn("thawd", "no_default_template", "reason=\"sentry tier unavailable: %s\"", why);
+        return;
+    }
+    pool_tpl_def_t def;
+    pool_tpl_def_init(&def);
+    snprintf(def.name, sizeof(def.name), "default");
+    snprintf(def.tier, sizeof(def.tier), "sentry");
+    def.min_ready = 2;
+    thaw_err_t err = {0};
+    if (pool_template_create(pool, &def, log_progress, NULL, &err) < 0)
+        thaw_error("thawd", "default_template_failed", "msg=\"%s\"", thaw_err_msg(&err));
+}
+
+int main(int argc, char **argv)
+{
+    thawd_opts_t o;
+    int r = thawd_parse_opts(argc, argv, &o);
+    if (r != 0)
+        return r > 0 ? 0 : 2;
+    /* Blocking requests run on libuv's pool; size it before the loop uses it. */
+    char nthreads[16];
+    snprintf(nthreads, sizeof(nthreads), "%u", o.threads);
+    setenv("UV_THREADPOOL_SIZE", nthreads, 1);
+    /* A client that vanishes must not kill thawd with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+
+    thaw_err_t err = {0};
+    pool_t *pool = NULL;
+    if (pool_new(&o.pool, &pool, &err) < 0) {
+        fprintf(stderr, "thawd: %s\n", thaw_err_msg(&err));
+        return 1;
+    }
+
+    pool_process_backend_t proc = {.agent_path = o.agent_path, .enabled = o.enable_process_tier};
+#ifdef THAW_HAVE_SENTRY
+    pool_sentry_backend_t *sentry = pool_sentry_backend_new(o.agent_path);
+    if (sentry)
+        pool_add_backend(pool, &pool_sentry_ops, sentry);
+#else
+    pool_unavailable_backend_t sentry_un;
+    pool_unavailable_init(&sentry_un, "sentry", "sentry/ (issue #8) was not built into this thawd");
+    pool_add_backend(pool, &sentry_un.ops, &sentry_un);
+#endif
+    pool_unavailable_backend_t vm_un;
+    char why[512], note[256];
+    vm_reason(why, sizeof(why), note, sizeof(note));
+    pool_unavailable_init(&vm_un, "vm", why);
+    pool_add_backend(pool, &vm_un.ops, &vm_un);
+    pool_add_backend(pool, &pool_process_ops, &proc);
+
+    int loaded = pool_load(pool, &err);
+    if (loaded < 0)
+        thaw_warn("thawd", "store_load_failed", "msg=\"%s\"", thaw_err_msg(&err));
+    if (!o.no_default_templates)
+        create_defaults(pool);
+
+    o.rpc.vm_note = note;
+    rpc_server_t *srv = NULL;
+    if (rpc_server_new(&o.rpc, pool, &srv, &err) < 0) {
+        fprintf(stderr, "thawd: %s\n", thaw_err_msg(&err));
+        pool_free(pool);
+#ifdef THAW_HAVE_SENTRY
+        pool_sentry_backend_free(sentry);
+#endif
+        return 1;
+    }
+    thaw_info("thawd", "ready", "socket=%s store=%s templates=%d pid=%d", o.socket_path,
+              o.store_dir, loaded < 0 ? 0 : loaded, (int)getpid());
+    rpc_server_run(srv);
+    rpc_server_free(srv);
+    pool_free(pool);
+#ifdef THAW_HAVE_SENTRY
+    pool_sentry_backend_free(sentry);
+#endif
+    thaw_info("thawd", "stopped", NULL);
+    return 0;
+}
