@@ -218,19 +218,20 @@ static bool start_chunk(snap_mem_t *mem, uint64_t idx, bool prefetch)
     const struct snap__chunk_entry *e = &mem->snap->table[idx];
     if (e->kind == SNAP__CHUNK_ZERO) {
         uint64_t host = chunk_host(mem, idx);
+        /* Count before installing: the install wakes the faulting thread,
+         * which may read the statistics at once. */
+        atomic_fetch_add(&mem->chunks_zero, 1);
+        atomic_fetch_add(&mem->bytes_installed, e->raw_len);
+        if (prefetch)
+            atomic_fetch_add(&mem->chunks_prefetched, 1);
+        lz->state[idx] = CH_INSTALLED;
         int r = uffd_zero(lz->uffd, host, e->raw_len);
         if (r < 0) {
             thaw_err_t err;
             snap__err(mem->snap, &err, -r, SNAP_MEMORY_FILE, "chunk %llu: UFFDIO_ZEROPAGE: %s",
                       (unsigned long long)idx, strerror(-r));
             poison(mem, idx, &err);
-            return true;
         }
-        lz->state[idx] = CH_INSTALLED;
-        atomic_fetch_add(&mem->chunks_zero, 1);
-        atomic_fetch_add(&mem->bytes_installed, e->raw_len);
-        if (prefetch)
-            atomic_fetch_add(&mem->chunks_prefetched, 1);
         return true;
     }
     struct slot *sl = free_slot(lz, prefetch);
@@ -264,21 +265,20 @@ static void complete(snap_mem_t *mem, struct slot *sl, int res)
         char *dst = e->kind == SNAP__CHUNK_RAW ? sl->buf : lz->decomp;
         r = snap__chunk_decode(s, idx, sl->buf, dst, &err);
         if (r == 0) {
+            /* Count first: UFFDIO_COPY wakes the faulting threads. */
+            lz->state[idx] = CH_INSTALLED;
+            atomic_fetch_add(&mem->bytes_read, e->stored_len);
+            atomic_fetch_add(&mem->bytes_installed, e->raw_len);
+            if (sl->prefetch)
+                atomic_fetch_add(&mem->chunks_prefetched, 1);
             r = uffd_copy(lz->uffd, chunk_host(mem, idx), dst, e->raw_len);
             if (r < 0)
                 snap__err(s, &err, -r, SNAP_MEMORY_FILE, "chunk %llu: UFFDIO_COPY: %s",
                           (unsigned long long)idx, strerror(-r));
         }
     }
-    if (r == 0) {
-        lz->state[idx] = CH_INSTALLED;
-        atomic_fetch_add(&mem->bytes_read, e->stored_len);
-        atomic_fetch_add(&mem->bytes_installed, e->raw_len);
-        if (sl->prefetch)
-            atomic_fetch_add(&mem->chunks_prefetched, 1);
-    } else {
+    if (r < 0)
         poison(mem, idx, &err);
-    }
     sl->busy = false;
     lz->busy--;
     if (sl->prefetch)
