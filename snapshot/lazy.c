@@ -170,8 +170,9 @@ static void poison(snap_mem_t *mem, uint64_t idx, thaw_err_t *err)
     int r = snap__map_sigbus((void *)(uintptr_t)host, len);
     if (r < 0)
         thaw_error("snap", "poison_failed", "chunk=%llu errno=%d", (unsigned long long)idx, -r);
-    uffd_wake(lz->uffd, host, len);
+    /* Tell the owner before the faulting thread sees its SIGBUS. */
     snap__mem_fail(mem, err);
+    uffd_wake(lz->uffd, host, len);
 }
 
 static struct slot *free_slot(struct snap__lazy *lz, bool prefetch)
