@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * vmm/ internals shared between its files (never included outside vmm/):
+ * the VM and vCPU structs, guest memory translation, the device ops table
+ * and the port-I/O / MMIO bus, the per-VM event thread, the console log ring
+ * and the vmm_arch_* hooks that vmm/x86/ implements.
+ */
+#ifndef THAW_VMM_INTERNAL_H
+#define THAW_VMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#include "common/err.h"
+#include "vmm/vmm.h"
+
+/* ---- guest memory layout (see docs/vmm.md) ---- */
+#define VMM_GDT_ADDR        0x500ull
+#define VMM_IDT_ADDR        0x520ull
+#define VMM_BOOT_PARAMS     0x7000ull
+#define VMM_PML4_ADDR       0x9000ull
+#define VMM_PDPT_ADDR       0xa000ull
+#define VMM_PD_ADDR         0xb000ull /* 4 pages: identity map of 4 GiB */
+#define VMM_CMDLINE_ADDR    0x20000ull
+#define VMM_CMDLINE_MAX     0x10000ull
+#define VMM_MPTABLE_ADDR    0x9fc00ull /* last KiB of base memory: Linux scans it */
+#define VMM_EBDA_END        0xa0000ull
+#define VMM_KERNEL_ADDR     0x100000ull /* bzImage protected-mode part */
+#define VMM_LOW_MEM_TOP     0xc0000000ull /* RAM below 3 GiB, then the MMIO hole */
+#define VMM_HIGH_MEM_START  0x100000000ull
+#define VMM_VIRTIO_MMIO     0xd0000000ull /* first virtio-mmio window */
+#define VMM_VIRTIO_MMIO_LEN 0x1000ull
+#define VMM_IOAPIC_ADDR     0xfec00000ull
+#define VMM_LAPIC_ADDR      0xfee00000ull
+#define VMM_IDENTITY_MAP    0xfffbc000ull /* KVM_SET_IDENTITY_MAP_ADDR (VMX only) */
+#define VMM_TSS_ADDR        0xfffbd000ull /* KVM_SET_TSS_ADDR: 3 pages */
+
+/* ---- legacy ports and IRQs ---- */
+#define VMM_PORT_COM1      0x3f8
+#define VMM_IRQ_COM1       4
+#define VMM_PORT_I8042     0x60
+#define VMM_PORT_POWEROFF  0x501 /* QEMU's isa-debug-exit: write = power off */
+#define VMM_IRQ_VIRTIO0    5 /* virtio-mmio device i uses IRQ 5 + i */
+#define VMM_MAX_VIRTIO     4
+
+typedef struct vmm_vcpu vmm_vcpu_t;
+typedef struct vmm_device vmm_device_t;
+
+/* ---- devices: an ops table plus a bus registry (kvmtool's device__register) ---- */
+typedef struct vmm_device_ops {
+    const char *name;
+    /* Guest access at offset within the device's window; len is 1, 2, 4 or 8. */
+    void (*read)(vmm_device_t *dev, uint64_t off, void *data, unsigned len);
+    void (*write)(vmm_device_t *dev, uint64_t off, const void *data, unsigned len);
+    void (*destroy)(vmm_device_t *dev);
+} vmm_device_ops_t;
+
+struct vmm_device {
+    const vmm_device_ops_t *ops;
+    vmm_t *vm;
+    pthread_mutex_t lock; /* vCPU threads and the event thread both reach a device */
+    void *priv;
+};
+
+typedef enum { VMM_BUS_PIO = 0, VMM_BUS_MMIO = 1 } vmm_bus_kind_t;
+
+typedef struct vmm_bus_range {
+    uint64_t base;
+    uint64_t len;
+    vmm_device_t *dev;
+} vmm_bus_range_t;
+
+#define VMM_BUS_MAX 16
+
+typedef struct vmm_bus {
+    vmm_bus_range_t r[VMM_BUS_MAX];
+    unsigned n;
+} vmm_bus_t;
+
+/* Register dev on a bus; -EEXIST on overlap, -ENOSPC when full. */
+int vmm__bus_register(vmm_t *vm, vmm_bus_kind_t kind, uint64_t base, uint64_t len,
+                      vmm_device_t *dev);
+/* Dispatch an access; returns false when nothing is there (reads then see ~0). */
+bool vmm__bus_access(vmm_t *vm, vmm_bus_kind_t kind, uint64_t addr, void *data, unsigned len,
+                     bool is_write);
+
+/* ---- event thread: host-side device work (epoll) ---- */
+typedef void (*vmm_event_fn)(void *ctx, uint32_t events);
+
+typedef struct vmm_event_src {
+    int fd;
+    vmm_event_fn fn;
+    void *ctx;
+} vmm_event_src_t;
+
+#define VMM_EVENT_MAX 16
+
+int vmm__event_add(vmm_t *vm, int fd, uint32_t events, vmm_event_fn fn, void *ctx);
+int vmm__event_mod(vmm_t *vm, int fd, uint32_t events);
+
+/* ---- console log ring ---- */
+typedef struct vmm_log_ring {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    char *buf;
+    size_t size;
+    uint64_t total; /* bytes ever written; buf holds the last min(total, size) */
+} vmm_log_ring_t;
+
+int vmm__log_init(vmm_log_ring_t *r, size_t size);
+void vmm__log_free(vmm_log_ring_t *r);
+void vmm__log_put(vmm_log_ring_t *r, const void *data, size_t len);
+
+/* ---- vCPUs ---- */
+struct vmm_vcpu {
+    vmm_t *vm;
+    unsigned id;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t thread;
+    bool thread_started;
+    bool parked; /* under vm->lock */
+};
+
+/* ---- the VM ---- */
+typedef struct vmm_mem {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *host;
+    bool owned; /* mapped by us (munmap on destroy) */
+} vmm_mem_t;
+
+struct vmm {
+    int kvm_fd;
+    int vm_fd;
+    bool pvm;
+
+    vmm_mem_t mem[VMM_MAX_MEM_REGIONS];
+    unsigned n_mem;
+    uint64_t mem_bytes;
+
+    unsigned n_vcpus;
+    vmm_vcpu_t vcpus[VMM_MAX_VCPUS];
+    struct kvm_cpuid2 *supported_cpuid;
+
+    vmm_bus_t bus[2];
+    vmm_device_t *devices[VMM_BUS_MAX * 2];
+    unsigned n_devices;
+    unsigned n_virtio;
+
+    vmm_log_ring_t console;
+    int agent_host_fd; /* host end the caller gets */
+
+    /* boot */
+    uint64_t entry;    /* 64-bit entry point (guest-physical) */
+    uint64_t boot_rsi; /* boot_params address */
+
+    /* event thread */
+    int epoll_fd;
+    int event_stop_fd;
+    pthread_t event_thread;
+    bool event_started;
+    vmm_event_src_t events[VMM_EVENT_MAX];
+    unsigned n_events;
+
+    /* run state, under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool started;
+    bool pause_req;
+    atomic_bool stopping;
+    vmm_exit_t exit;
+    int exit_fd; /* eventfd, written once when the guest stops */
+
+    /* stats */
+    atomic_uint_fast64_t exits_pio, exits_mmio, exits_other, device_errors;
+    uint64_t create_ns, start_ns;
+    atomic_uint_fast64_t first_exit_ns;
+};
+
+/* Guest-physical [gpa, gpa+len) as a host pointer, or NULL unless the whole
+ * range lies inside one RAM region (the one check every guest address passes). */
+void *vmm__gpa(vmm_t *vm, uint64_t gpa, uint64_t len);
+
+/* Record why the guest stopped (first caller wins) and stop every vCPU. */
+void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Count a guest-supplied value a device refused, and log it (rate-limited). */
+void vmm__device_error(vmm_t *vm, const char *dev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Raise (edge) a guest IRQ line through the in-kernel irqchip. */
+void vmm__irq_pulse(vmm_t *vm, unsigned irq);
+
+/* vCPU threads (vcpu.c) */
+int vmm__vcpu_create(vmm_t *vm, unsigned id, thaw_err_t *err);
+void vmm__vcpu_close(vmm_vcpu_t *vcpu);
+int vmm__vcpu_start(vmm_vcpu_t *vcpu);
+void vmm__vcpu_kick(vmm_vcpu_t *vcpu);
+
+/* memory.c */
+int vmm__mem_setup(vmm_t *vm, const vmm_config_t *cfg, thaw_err_t *err);
+void vmm__mem_free(vmm_t *vm);
+
+/* event.c */
+int vmm__event_init(vmm_t *vm);
+int vmm__event_start(vmm_t *vm);
+void vmm__event_stop(vmm_t *vm);
+
+/* devices */
+int vmm__device_new(vmm_t *vm, const vmm_device_ops_t *ops, void *priv, vmm_device_t **out);
+int vmm__uart_create(vmm_t *vm);
+int vmm__i8042_create(vmm_t *vm);
+int vmm__poweroff_create(vmm_t *vm);
+int vmm__virtio_console_create(vmm_t *vm, thaw_err_t *err);
+int vmm__virtio_blk_create(vmm_t *vm, const char *path, bool readonly, thaw_err_t *err);
+
+/* ---- loader (loader.c: pure parsing, unit-tested) ---- */
+typedef struct vmm_kernel_image {
+    bool is_bzimage;
+    uint64_t entry; /* 64-bit entry (guest-physical) */
+    uint64_t load_end; /* highest guest-physical byte used + 1 */
+    /* bzImage only */
+    uint8_t setup_hdr[0x290 - 0x1f1]; /* setup header, copied into boot_params */
+    uint16_t boot_version;
+    uint32_t initrd_addr_max;
+    uint32_t cmdline_size;
+} vmm_kernel_image_t;
+
+/*
+ * Load a kernel image held in file (len bytes) into guest memory.  Validates
+ * magic, versions, sizes and that every segment fits in RAM.
+ */
+int vmm__load_kernel(vmm_t *vm, const uint8_t *file, size_t len, vmm_kernel_image_t *img,
+                     thaw_err_t *err);
+
+/* ---- arch hooks (vmm/x86/) ---- */
+int vmm_arch_vm_init(vmm_t *vm, thaw_err_t *err);
+int vmm_arch_vcpu_init(vmm_t *vm, vmm_vcpu_t *vcpu, thaw_err_t *err);
+int vmm_arch_boot_setup(vmm_t *vm, const vmm_config_t *cfg, const vmm_kernel_image_t *img,
+                        uint64_t initrd_gpa, uint64_t initrd_size, thaw_err_t *err);
+int vmm_arch_vcpu_boot_regs(vmm_t *vm, vmm_vcpu_t *vcpu, thaw_err_t *err);
+/* Per-vCPU CPUID from KVM_GET_SUPPORTED_CPUID (pure: unit-tested). */
+void vmm_arch_cpuid_adjust(struct kvm_cpuid2 *c, unsigned vcpu_id, unsigned n_vcpus, bool pvm);
+/* MP table for n_vcpus at buf (max len bytes); returns bytes used or -ENOSPC. */
+int vmm_arch_mptable_build(uint8_t *buf, size_t len, uint32_t table_gpa, unsigned n_vcpus,
+                           uint8_t ioapic_id, unsigned n_irqs);
+
+#endif
