@@ -586,7 +586,7 @@ int pool_acquire(pool_t *p, const char *name, pool_sandbox_t **out, bool *hit, t
         pthread_mutex_unlock(&p->mu);
         return thaw_err_wrap(err, "acquire '%s'", name);
     }
-    t->refs--; /* the sandbox holds its own reference now */
+    /* The reference taken above now belongs to the sandbox; the reaper drops it. */
     t->in_use++;
     t->misses++;
     t->created++;

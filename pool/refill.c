@@ -100,7 +100,7 @@ static void *refill_main(void *arg)
             pthread_cond_broadcast(&p->ready_cv); /* prewarm waiters report the error */
             continue;
         }
-        t->refs--; /* sb->tpl holds it */
+        /* The reference taken above now belongs to sb; the reaper drops it. */
         t->fail_streak = 0;
         t->created++;
         if (t->state != POOL_TPL_READY || p->stopping) {

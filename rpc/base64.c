@@ -4,14 +4,16 @@
  * exec output that is not UTF-8, file contents.  jansson and libuv have no
  * codec, hence these few lines.  The decoder rejects anything malformed.
  */
-#include "rpc/rpc-internal.h"
+#include "rpc/rpc.h"
+
+#include <stdbool.h>
 
 #include <errno.h>
 #include <stdlib.h>
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *rpc__b64_encode(const void *data, size_t len, size_t *outlen)
+char *rpc_base64_encode(const void *data, size_t len, size_t *outlen)
 {
     const unsigned char *in = data;
     size_t n = (len + 2) / 3 * 4;
@@ -50,7 +52,7 @@ static int val(char c)
     return -1;
 }
 
-int rpc__b64_decode(const char *s, size_t slen, void **out, size_t *outlen)
+int rpc_base64_decode(const char *s, size_t slen, void **out, size_t *outlen)
 {
     if (slen % 4)
         return -EINVAL;

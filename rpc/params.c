@@ -127,7 +127,7 @@ int rpc__param_bytes(rpc_req_t *req, const char *key, size_t max, void **data, s
         *len = n;
         *given = true;
     } else if (b) {
-        if (rpc__b64_decode(json_string_value(b), json_string_length(b), data, len) < 0)
+        if (rpc_base64_decode(json_string_value(b), json_string_length(b), data, len) < 0)
             return rpc__req_error(req, RPC_E_PARAMS, "Invalid params: '%s' is not valid base64",
                                   k64);
         if (*len > max) {
@@ -153,7 +153,7 @@ void rpc__set_bytes(json_t *obj, const char *key, const void *data, size_t len, 
     char k64[80];
     snprintf(k64, sizeof(k64), "%s_base64", key);
     size_t n = 0;
-    char *enc = rpc__b64_encode(data, len, &n);
+    char *enc = rpc_base64_encode(data, len, &n);
     if (enc)
         json_object_set_new(obj, k64, json_stringn(enc, n));
     free(enc);

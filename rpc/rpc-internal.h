@@ -138,10 +138,6 @@ int rpc__param_bytes(rpc_req_t *req, const char *key, size_t max, void **data, s
 /* Set "key" to the bytes as a string if valid UTF-8 (unless force_b64), else "key_base64". */
 void rpc__set_bytes(json_t *obj, const char *key, const void *data, size_t len, bool force_b64);
 
-/* base64.c */
-char *rpc__b64_encode(const void *data, size_t len, size_t *outlen);
-int rpc__b64_decode(const char *s, size_t slen, void **out, size_t *outlen);
-
 /* sbtable.c (loop thread only) */
 rpc_sb_t *rpc__sb_add(rpc_server_t *srv, rpc_conn_t *c, pool_sandbox_t *sb, uint64_t lease_s,
                       bool hit);

@@ -71,6 +71,15 @@ int rpc_server_new(const rpc_config_t *cfg, pool_t *pool, rpc_server_t **out, th
  */
 int rpc_server_run(rpc_server_t *srv);
 
+/*
+ * Base64 (RFC 4648, padded) as the protocol uses it for binary data
+ * ("stdout_base64", "data_base64"); shared with clients such as the CLI.
+ * encode returns a malloc'ed NUL-terminated string; decode returns 0 with a
+ * malloc'ed buffer or -EINVAL for malformed input.
+ */
+char *rpc_base64_encode(const void *data, size_t len, size_t *outlen);
+int rpc_base64_decode(const char *s, size_t slen, void **out, size_t *outlen);
+
 /* Free the server (after run returned); removes the socket file. */
 void rpc_server_free(rpc_server_t *srv);
 
