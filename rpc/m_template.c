@@ -166,6 +166,11 @@ void rpc__m_template_create(rpc_req_t *req)
             snprintf(cs->def.warmup[cs->def.nwarmup++], POOL_WARMUP_LEN, "%s", warm[i]);
     }
     free(warm);
+    /* Defaults give way to what was asked: max_total 4 alone means max_ready 4. */
+    if (!json_object_get(req->params, "max_ready") && cs->def.max_ready > cs->def.max_total)
+        cs->def.max_ready = cs->def.max_total;
+    if (!json_object_get(req->params, "min_ready") && cs->def.min_ready > cs->def.max_ready)
+        cs->def.min_ready = cs->def.max_ready;
     thaw_err_t err = {0};
     if (r == 0 && pool_tpl_def_validate(&cs->def, &err) < 0)
         r = rpc__req_error(req, RPC_E_PARAMS, "Invalid params: %s", err.msg);
