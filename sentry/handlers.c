@@ -210,18 +210,22 @@ static int fd_path(int fd, char *out, size_t outlen)
     return read_link(p, out, outlen);
 }
 
-/* Act with the sandbox's file credentials: setfsuid away from 0 also drops
- * the DAC-override capabilities from this thread's effective set. */
+/*
+ * Act with the sandbox's file credentials: setfsuid away from 0 also drops
+ * the DAC-override capabilities from this thread's effective set, so an
+ * open on the sandbox's behalf passes exactly the permission checks its own
+ * would.  The thread keeps the ids until a request of another sandbox comes
+ * (each switch is a commit_creds); what else it does needs no file
+ * privilege: process_vm_readv uses the real ids, and /proc reads of the
+ * caller pass as the same uid or through CAP_SYS_PTRACE, which stays.
+ */
 static void as_sandbox(hctx_t *h)
 {
+    if (h->sup->cur_fsid == h->sb->host_uid)
+        return;
     syscall(SYS_setfsgid, h->sb->host_uid);
     syscall(SYS_setfsuid, h->sb->host_uid);
-}
-
-static void as_supervisor(void)
-{
-    syscall(SYS_setfsuid, 0);
-    syscall(SYS_setfsgid, 0);
+    h->sup->cur_fsid = h->sb->host_uid;
 }
 
 static long do_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode)
@@ -289,7 +293,6 @@ static void h_open(hctx_t *h)
     long fd = do_openat2(h->sb->rootfd, hp.raw,
                          (flags & ~(uint64_t)O_CLOEXEC) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
     int oerr = errno;
-    as_supervisor();
     if (fd < 0) {
         if (oerr == ELOOP || oerr == EXDEV)
             return deny(h, oerr, "magic link, symlink loop or escape from the root", hp.norm);
@@ -305,13 +308,14 @@ static void h_open(hctx_t *h)
         return answer(h, errno);
     if (S_ISFIFO(st.st_mode))
         return cont(h); /* opening a FIFO may block: let the caller do it */
+    /* The check on the object itself (a symlink may have led here): where
+     * hidden paths can be, i.e. on the sandbox's procfs or anywhere when the
+     * template hides paths of its own.  Writes need no second check: the
+     * kernel refused them on the read-only mounts already. */
     char real[SENTRY_PATH_MAX];
-    if (fd_path(ofd, real, sizeof(real)) == 0 && real[0] == '/') {
-        if (sentry__areas_hidden(&h->sb->areas, real))
-            return deny(h, ENOENT, "hidden path (after resolution)", real);
-        if (wr && !sentry__areas_writable(&h->sb->areas, real))
-            return deny(h, EROFS, "write outside the writable areas (after resolution)", real);
-    }
+    if ((st.st_dev == h->sb->proc_dev || h->sb->areas.custom_hidden) &&
+        fd_path(ofd, real, sizeof(real)) == 0 && sentry__areas_hidden(&h->sb->areas, real))
+        return deny(h, ENOENT, "hidden path (after resolution)", real);
     if (!(flags & O_NONBLOCK)) {
         int fl = fcntl(ofd, F_GETFL);
         if (fl >= 0)
@@ -356,7 +360,6 @@ static void h_exec(hctx_t *h)
     as_sandbox(h);
     long fd = do_openat2(h->sb->rootfd, hp.raw, O_PATH | O_CLOEXEC, 0);
     int oerr = errno;
-    as_supervisor();
     if (fd < 0) {
         if (oerr == ELOOP || oerr == EXDEV)
             return deny(h, EACCES, "exec through a magic link or outside the root", hp.norm);
@@ -367,7 +370,8 @@ static void h_exec(hctx_t *h)
     if (fstat(ofd, &st) < 0 || !S_ISREG(st.st_mode))
         return answer(h, EACCES);
     char real[SENTRY_PATH_MAX];
-    if (fd_path(ofd, real, sizeof(real)) == 0 && sentry__areas_hidden(&h->sb->areas, real))
+    if ((st.st_dev == h->sb->proc_dev || h->sb->areas.custom_hidden) &&
+        fd_path(ofd, real, sizeof(real)) == 0 && sentry__areas_hidden(&h->sb->areas, real))
         return deny(h, ENOENT, "hidden path (after resolution)", real);
     cont(h);
 }

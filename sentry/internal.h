@@ -37,10 +37,11 @@ int sentry__path_proc_self(const char *in, int nspid, int nstid, char *out, size
 
 /* The areas a sandbox may write to and the paths it may not see. */
 typedef struct sentry_areas {
-    char writable[SENTRY_MAX_AREAS + 8][SENTRY_PATH_MAX];
+    char writable[8][SENTRY_PATH_MAX];
     unsigned n_writable;
     char hidden[SENTRY_MAX_AREAS + 16][SENTRY_PATH_MAX];
     unsigned n_hidden;
+    bool custom_hidden; /* the config added hidden paths */
 } sentry_areas_t;
 
 /* Fill the built-in areas plus the config's; -EINVAL naming a bad entry. */
@@ -160,6 +161,7 @@ struct sentry {
     pid_t pid;
     int pidfd, listener, rootfd, agent_fd;
     uint32_t host_uid;
+    dev_t proc_dev; /* st_dev of the sandbox's /proc */
     bool registered, listener_dead;
     sentry_cgroup_t cg;
     sentry_areas_t areas;
@@ -182,6 +184,7 @@ struct sentry_supervisor {
     sentry_bpf_t bpf;
     char *names[SENTRY_NR_MAX];
     sentry_stats_t stats;
+    uint32_t cur_fsid; /* fsuid/fsgid the supervisor thread holds now */
 };
 
 /* Take a free slot (its id range) for sb; -EAGAIN when full. */

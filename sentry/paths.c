@@ -92,8 +92,10 @@ int sentry__path_proc_self(const char *in, int nspid, int nstid, char *out, size
     return 0;
 }
 
-/* Writable: the tmpfs layers and the device nodes.  /proc is left to the
- * kernel's own permission checks (the sandbox's procfs, no capabilities). */
+/* Writable: exactly the writable mounts (the tmpfs layers and the device
+ * nodes), so the lexical check agrees with what the kernel allows.  /proc
+ * is left to the kernel's own permission checks (the sandbox's procfs, no
+ * capabilities). */
 static const char *const builtin_writable[] = {
     "/tmp", "/work", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/proc",
 };
@@ -132,12 +134,9 @@ int sentry__areas_init(sentry_areas_t *a, const sentry_config_t *cfg, thaw_err_t
     for (size_t i = 0; i < sizeof(builtin_hidden) / sizeof(builtin_hidden[0]); i++)
         if ((rc = add_area(a->hidden, &a->n_hidden, maxh, builtin_hidden[i], "hidden", err)) < 0)
             return rc;
-    if (cfg->n_writable > SENTRY_MAX_AREAS || cfg->n_hidden > SENTRY_MAX_AREAS)
-        return thaw_err_set(err, E2BIG, "more than %d writable or hidden paths", SENTRY_MAX_AREAS);
-    for (unsigned i = 0; i < cfg->n_writable; i++)
-        if ((rc = add_area(a->writable, &a->n_writable, maxw, cfg->writable[i], "writable", err)) <
-            0)
-            return rc;
+    if (cfg->n_hidden > SENTRY_MAX_AREAS)
+        return thaw_err_set(err, E2BIG, "more than %d hidden paths", SENTRY_MAX_AREAS);
+    a->custom_hidden = cfg->n_hidden > 0;
     for (unsigned i = 0; i < cfg->n_hidden; i++)
         if ((rc = add_area(a->hidden, &a->n_hidden, maxh, cfg->hidden[i], "hidden", err)) < 0)
             return rc;

@@ -287,6 +287,12 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
         rc = thaw_err_sys(err, errno, "open %s", rootp);
         goto fail_wrap;
     }
+    struct stat pst;
+    if (fstatat(sb->rootfd, "proc", &pst, 0) < 0) {
+        rc = thaw_err_sys(err, errno, "stat the sandbox's /proc");
+        goto fail_wrap;
+    }
+    sb->proc_dev = pst.st_dev;
     if ((rc = sentry__sup_register(sup, sb, err)) < 0)
         goto fail_wrap;
     if (write(p2c[1], "G", 1) != 1) {

@@ -23,7 +23,7 @@
 typedef struct sentry_supervisor sentry_supervisor_t;
 typedef struct sentry sentry_t;
 
-#define SENTRY_MAX_AREAS 16 /* writable or hidden path prefixes per sandbox */
+#define SENTRY_MAX_AREAS 16 /* hidden path prefixes per sandbox */
 #define SENTRY_MAX_NET   16 /* allowlist entries per sandbox */
 #define SENTRY_PATH_MAX  1024
 
@@ -58,10 +58,10 @@ typedef struct sentry_config {
     const char *net_allow[SENTRY_MAX_NET];
     unsigned n_net;
 
-    /* Extra writable areas (added to /tmp, /work, the /dev nodes) and paths
-     * hidden from the sandbox (added to the built-in list).  Absolute. */
-    const char *writable[SENTRY_MAX_AREAS];
-    unsigned n_writable;
+    /* Paths hidden from the sandbox (added to the built-in /proc list):
+     * open, exec and stat answer ENOENT.  Absolute.  The writable areas are
+     * fixed: /tmp and /work (tmpfs) and the /dev nodes; all else is a
+     * read-only mount. */
     const char *hidden[SENTRY_MAX_AREAS];
     unsigned n_hidden;
 
@@ -86,6 +86,7 @@ typedef struct sentry_stats {
     uint64_t emulated;      /* answered by the supervisor (ADDFD, ids) */
     uint64_t denied;        /* answered with an errno by policy */
     uint64_t stale;         /* the caller died or was interrupted meanwhile */
+    uint64_t busy_ns;       /* time spent deciding (handlers), summed */
 } sentry_stats_t;
 
 /*

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -71,7 +72,9 @@ static void serve(sentry_supervisor_t *sup, sentry_t *sb, struct seccomp_notif *
     sup->stats.notifications++;
     memset(resp, 0, resp_size);
     resp->id = req->id;
+    uint64_t t0 = thaw_now_ns();
     sentry__handle(sup, sb, req, resp);
+    sup->stats.busy_ns += thaw_now_ns() - t0;
     if (resp->id == 0)
         return; /* answered already (ADDFD with SEND) */
     rc = seccomp_notify_respond(sb->listener, resp);
@@ -169,8 +172,18 @@ void sentry__sup_release(sentry_supervisor_t *sup, sentry_t *sb)
     pthread_mutex_unlock(&sup->lock);
 }
 
+/* Linux 6.6: wake the supervisor and the caller on the current CPU, which
+ * roughly halves a notification round trip.  Older kernels refuse; fine. */
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP 1ul
+#endif
+
 int sentry__sup_register(sentry_supervisor_t *sup, sentry_t *sb, thaw_err_t *err)
 {
+    (void)ioctl(sb->listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     pthread_mutex_lock(&sup->lock);
     struct epoll_event ev = {.events = EPOLLIN,
                              .data.u64 = (uint64_t)sb->slot | ((uint64_t)sb->gen << 32)};
