@@ -75,9 +75,9 @@ int pool_exec(pool_t *p, pool_sandbox_t *sb, const pool_exec_req_t *req, pool_ex
             pthread_mutex_lock(&p->mu);
             sb->tpl->died++;
             pthread_mutex_unlock(&p->mu);
-            return thaw_err_wrap(err, "exec '%s': the sandbox died", req->argv[0]);
+            return thaw_err_wrap(err, "the sandbox died");
         }
-        return thaw_err_wrap(err, "exec '%s'", req->argv[0]);
+        return r; /* the agent client's message already names the command */
     }
     pthread_mutex_lock(&p->mu);
     thaw_hist_add(&sb->tpl->exec, res->duration_ns);

@@ -175,7 +175,8 @@ void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len)
         return;
     srv->requests++;
     json_error_t jerr;
-    json_t *msg = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_t *msg =
+        json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (!msg) {
         early_error(c, NULL, RPC_E_PARSE, "Parse error: %s (at byte %d)", jerr.text, jerr.position);
         return;

@@ -24,7 +24,7 @@ typedef struct sb_state {
     pool_sandbox_t *sb;
     char tpl[POOL_NAME_MAX];
     uint64_t lease_s;
-    bool hit, stream, b64;
+    bool hit, stream, b64, exec_failed;
     const char **argv, **env;
     const char *cwd, *path;
     void *data; /* stdin or file bytes */
@@ -206,11 +206,21 @@ static void exec_work(rpc_req_t *req)
     do_exec(req, req->state);
 }
 
+/*
+ * A failure inside the sandbox (command missing, file absent, agent gone) is
+ * a server error with the agent's message: "not found" (-32001) is kept for
+ * templates and sandboxes, so a client can tell "no such sandbox" apart.
+ */
+static void sandbox_error(rpc_req_t *req, const thaw_err_t *err)
+{
+    rpc__req_error(req, RPC_E_SERVER, "%s", err->msg);
+}
+
 static void exec_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
     if (s->rc < 0)
-        rpc__req_thaw_err(req, &s->err);
+        sandbox_error(req, &s->err);
     else
         req->result = exec_result(s);
     rpc__sb_put(req->srv, s->e);
@@ -250,6 +260,7 @@ static void run_work(rpc_req_t *req)
     if (s->rc < 0)
         return;
     do_exec(req, s);
+    s->exec_failed = s->rc < 0;
     pool_release(req->srv->pool, s->sb); /* never reused */
     s->sb = NULL;
 }
@@ -257,7 +268,9 @@ static void run_work(rpc_req_t *req)
 static void run_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
-    if (s->rc < 0) {
+    if (s->rc < 0 && s->exec_failed) {
+        sandbox_error(req, &s->err);
+    } else if (s->rc < 0) {
         rpc__req_thaw_err(req, &s->err);
     } else {
         req->result = exec_result(s);
@@ -305,7 +318,7 @@ static void put_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
     if (s->rc < 0)
-        rpc__req_thaw_err(req, &s->err);
+        sandbox_error(req, &s->err);
     else
         req->result = json_pack("{s:s, s:I}", "path", s->path, "bytes", (json_int_t)s->len);
     rpc__sb_put(req->srv, s->e);
@@ -354,7 +367,7 @@ static void get_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
     if (s->rc < 0) {
-        rpc__req_thaw_err(req, &s->err);
+        sandbox_error(req, &s->err);
     } else {
         req->result = json_pack("{s:s, s:I}", "path", s->path, "bytes", (json_int_t)s->len);
         rpc__set_bytes(req->result, "data", s->data, s->len, s->b64);
