@@ -16,6 +16,7 @@
 #include "pool/pool.h"
 
 #define POOL_MAX_BACKENDS 4
+#define POOL_REAPERS      2 /* destroys run in parallel with creates */
 
 typedef struct pool__agent pool__agent_t;
 
@@ -78,15 +79,17 @@ struct pool {
     bool stopping;
 
     pool__tpl_t *tpls;
-    pool_sandbox_t *reap_head, *reap_tail; /* released or dead: destroyed by the reaper */
+    pool_sandbox_t *reap_head, *reap_tail; /* released or dead: destroyed by the reapers */
+    unsigned reaping;                      /* queued + being destroyed */
     unsigned live;
     uint64_t memory_mb;
     uint64_t capacity_refusals;
 
     pthread_t *workers;
     unsigned nworkers;
-    pthread_t reaper, health;
-    bool reaper_started, health_started;
+    pthread_t reapers[POOL_REAPERS], health;
+    unsigned nreapers;
+    bool health_started;
 };
 
 /* tpldef.c */

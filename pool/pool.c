@@ -14,6 +14,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 
+/* How long an acquire waits for pending destroys to free capacity. */
+#define POOL_REAP_WAIT_MS 10000
+
 static uint64_t default_budget_mb(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -559,6 +562,22 @@ int pool_acquire(pool_t *p, const char *name, pool_sandbox_t **out, bool *hit, t
         return 0;
     }
     char why[256];
+    /*
+     * Sandboxes waiting to be destroyed still count against capacity, but
+     * they are on their way out: wait for them (bounded) rather than refuse
+     * a caller because of garbage that is about to be collected.
+     */
+    uint64_t give_up = thaw_now_ns() + POOL_REAP_WAIT_MS * 1000000ull;
+    while (pool__capacity_check(p, t, why, sizeof(why)) && p->reaping > 0 &&
+           t->state == POOL_TPL_READY && !p->stopping && thaw_now_ns() < give_up) {
+        struct timespec dl = {.tv_sec = (time_t)(give_up / 1000000000ull),
+                              .tv_nsec = (long)(give_up % 1000000000ull)};
+        pthread_cond_timedwait(&p->work_cv, &p->mu, &dl);
+    }
+    if (t->state != POOL_TPL_READY) {
+        pthread_mutex_unlock(&p->mu);
+        return thaw_err_set(err, ENOENT, "template '%s' was deleted", name);
+    }
     if (pool__capacity_check(p, t, why, sizeof(why))) {
         p->capacity_refusals++;
         pthread_mutex_unlock(&p->mu);
@@ -609,6 +628,7 @@ void pool_release(pool_t *p, pool_sandbox_t *sb)
 
 void pool__reap_locked(pool_t *p, pool_sandbox_t *sb)
 {
+    p->reaping++;
     sb->next = NULL;
     if (p->reap_tail)
         p->reap_tail->next = sb;

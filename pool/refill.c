@@ -4,8 +4,9 @@
  *  - refill workers (cfg.refill_threads of them, which bounds how many
  *    sandboxes are made at once) pick the template furthest below its ready
  *    target and make one sandbox for it;
- *  - the reaper destroys released and dead sandboxes, so a release costs the
- *    caller nothing and refill is never stuck behind a teardown;
+ *  - the reapers (POOL_REAPERS) destroy released and dead sandboxes, so a
+ *    release costs the caller nothing and refill is never stuck behind a
+ *    teardown;
  *  - the health thread checks ready sandboxes, so one that died while
  *    waiting is removed, counted and replaced before anyone acquires it.
  */
@@ -139,6 +140,7 @@ static void *reaper_main(void *arg)
         pool__tpl_t *t = sb->tpl;
         pool__sandbox_destroy(sb);
         pthread_mutex_lock(&p->mu);
+        p->reaping--;
         t->destroyed++;
         p->live--;
         p->memory_mb -= t->def.memory_mb;
@@ -188,10 +190,13 @@ int pool__threads_start(pool_t *p, thaw_err_t *err)
     p->workers = calloc(p->refill_threads, sizeof(pthread_t));
     if (!p->workers)
         return thaw_err_set(err, ENOMEM, "pool: out of memory");
-    int r = pthread_create(&p->reaper, NULL, reaper_main, p);
-    if (r)
-        return thaw_err_sys(err, r, "pool: start reaper thread");
-    p->reaper_started = true;
+    int r;
+    for (unsigned i = 0; i < POOL_REAPERS; i++) {
+        r = pthread_create(&p->reapers[i], NULL, reaper_main, p);
+        if (r)
+            return thaw_err_sys(err, r, "pool: start reaper thread");
+        p->nreapers++;
+    }
     r = pthread_create(&p->health, NULL, health_main, p);
     if (r)
         return thaw_err_sys(err, r, "pool: start health thread");
@@ -224,8 +229,8 @@ void pool__threads_stop(pool_t *p)
     pthread_mutex_unlock(&p->mu);
     if (p->health_started)
         pthread_join(p->health, NULL);
-    if (p->reaper_started)
-        pthread_join(p->reaper, NULL);
+    for (unsigned i = 0; i < p->nreapers; i++)
+        pthread_join(p->reapers[i], NULL);
     free(p->workers);
     p->workers = NULL;
 }
