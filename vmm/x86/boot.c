@@ -9,6 +9,7 @@
  * processors stay in wait-for-SIPI, as on hardware.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -82,8 +83,18 @@ int vmm_arch_boot_setup(vmm_t *vm, const vmm_config_t *cfg, const vmm_kernel_ima
     bp->hdr.type_of_loader = 0xff;
     bp->hdr.loadflags |= LOADED_HIGH;
 
-    const char *cmdline = cfg->cmdline ? cfg->cmdline : "";
-    size_t clen = strlen(cmdline);
+    /* The caller's command line plus one virtio_mmio.device= per virtio
+     * device, which is how Linux finds devices on a bus with no discovery. */
+    char cmdline[VMM_CMDLINE_MAX];
+    int w = snprintf(cmdline, sizeof(cmdline), "%s", cfg->cmdline ? cfg->cmdline : "");
+    for (unsigned i = 0; i < vm->n_virtio && w >= 0 && (size_t)w < sizeof(cmdline); i++)
+        w += snprintf(cmdline + w, sizeof(cmdline) - (size_t)w, "%svirtio_mmio.device=4K@0x%llx:%u",
+                      w ? " " : "", (unsigned long long)(VMM_VIRTIO_MMIO + i * VMM_VIRTIO_MMIO_LEN),
+                      VMM_IRQ_VIRTIO0 + i);
+    if (w < 0 || (size_t)w >= sizeof(cmdline))
+        return thaw_err_set(err, E2BIG, "command line: longer than %llu bytes",
+                            (unsigned long long)VMM_CMDLINE_MAX - 1);
+    size_t clen = (size_t)w;
     uint64_t limit = img->cmdline_size ? img->cmdline_size : 255;
     if (limit > VMM_CMDLINE_MAX - 1)
         limit = VMM_CMDLINE_MAX - 1;

@@ -95,6 +95,12 @@ void kmain(void)
     struct desc_ptr d = {.limit = sizeof(idt) - 1, .base = (u64)idt};
     __asm__ volatile("lidt %0" ::"m"(d));
 
+    /* Mask both 8259 PICs: LINT0 is ExtINT, so device IRQs would otherwise
+     * arrive at the PIC's reset vector base (0) and look like exceptions.
+     * The guest polls its devices; the IOAPIC pins stay masked too. */
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+
     /* SSE and AVX for ring 3: CR4.OSFXSR|OSXMMEXCPT|OSXSAVE, XCR0 = x87|SSE|AVX. */
     u64 cr4;
     __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));

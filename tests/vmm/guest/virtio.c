@@ -235,12 +235,22 @@ int vblk_test(void)
     return bad == 0 && oob != 0 ? 0 : 22;
 }
 
-/* Each attack, then a reset; finally a proper echo of one buffer. */
+/* After an attack: did the device refuse it by setting DEVICE_NEEDS_RESET?
+ * The notification is handled on the VMM's event thread, so poll a while. */
+static int refused(void)
+{
+    for (int i = 0; i < 20000; i++)
+        if (rd(R_STAT) & 0x40)
+            return 1;
+    return 0;
+}
+
+/* Each attack must be refused; afterwards a reset device must work again. */
 int hostile(void)
 {
     if (find_dev(3))
         return 30;
-    struct vq *v = &vqs[0];
+    int n = 0, ok = 0;
     /* 1: ring addresses far outside RAM */
     dev_init(0);
     wr(R_QSEL, 1);
@@ -248,39 +258,46 @@ int hostile(void)
     wr(R_QDESC, 0);
     wr(R_QDESC + 4, 0x10);
     wr(R_QRDY, 1);
-    wr(R_QNTFY, 1);
+    n++, ok += refused();
     /* 2: queue size not a power of two, and huge */
     dev_init(0);
     wr(R_QSEL, 0);
     wr(R_QNUM, 0xffffffff);
     wr(R_QRDY, 1);
+    n++, ok += refused();
     /* 3: avail index runs far ahead of the ring */
     dev_init(2);
     __atomic_store_n(&vqs[1].avail.idx, 40000, __ATOMIC_RELEASE);
     wr(R_QNTFY, 1);
+    n++, ok += refused();
     /* 4: descriptor outside guest memory with a huge length */
     dev_init(2);
     vqs[1].desc[0] = (struct desc){.addr = 0xfffffffffffff000ull, .len = 0xffffffff};
     post(&vqs[1], 0);
     wr(R_QNTFY, 1);
+    n++, ok += refused();
     /* 5: a descriptor chain that loops */
     dev_init(2);
     vqs[1].desc[0] = (struct desc){.addr = (u64)bufs[0], .len = 16, .flags = 1, .next = 1};
     vqs[1].desc[1] = (struct desc){.addr = (u64)bufs[1], .len = 16, .flags = 1, .next = 0};
     post(&vqs[1], 0);
     wr(R_QNTFY, 1);
-    /* 6: head id out of range, next out of range */
+    n++, ok += refused();
+    /* 6: head id out of range */
     dev_init(2);
     vqs[1].avail.ring[0] = 999;
     __atomic_store_n(&vqs[1].avail.idx, 1, __ATOMIC_RELEASE);
     wr(R_QNTFY, 1);
-    /* 7: a buffer straddling the end of RAM, on the receive queue */
+    n++, ok += refused();
+    /* 7: a buffer that starts in RAM and runs past its end */
     dev_init(2);
-    v->desc[0] = (struct desc){.addr = 0x3ffff000ull, .len = 0x2000, .flags = 2};
-    post(v, 0);
-    wr(R_QNTFY, 0);
+    vqs[1].desc[0] = (struct desc){.addr = (u64)bufs[0], .len = 0x7fffffff};
+    post(&vqs[1], 0);
+    wr(R_QNTFY, 1);
+    n++, ok += refused();
     /* 8: wild register writes and reads, notify of queues that do not exist */
-    for (u32 off = 0; off < 0x200; off += 4)
+    dev_init(2);
+    for (u32 off = 0x80; off < 0x200; off += 4)
         wr(off, 0xdeadbeef);
     wr(R_QNTFY, 7);
     for (u32 off = 0; off < 0x1000; off += 0x40)
@@ -290,10 +307,7 @@ int hostile(void)
     (void)sys(SYS_INB, 0x4321, 0);
     (void)sys(SYS_MMIO_R32, 0xe0000000ull, 0);
     sys(SYS_MMIO_W32, 0xe0000000ull, 1);
-    /* Give the event thread time to see the notifications above. */
-    for (volatile u64 i = 0; i < 50000000; i++)
-        ;
-    print("hostile attacks done\n");
+    printf_("hostile refused=%d/%d\n", ok, n);
     /* The device must still work after a reset. */
     return vcon_echo(4096);
 }
