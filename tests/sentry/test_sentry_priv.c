@@ -10,6 +10,7 @@
  * busybox.  Each denial must also appear in the supervisor's log with the
  * sandbox id: the child points thaw's log at a file and greps it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -568,6 +569,120 @@ static void body_escape_cross_sandbox(void)
     env_down(&a);
 }
 
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Count our sandboxes' cgroup directories (v1 pids hierarchy or v2). */
+static int count_cgroups(void)
+{
+    const char *dirs[] = {"/sys/fs/cgroup/pids/thaw-sentry", "/sys/fs/cgroup/thaw-sentry"};
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "sb-%d-", (int)getpid());
+    int n = 0;
+    for (size_t i = 0; i < 2; i++) {
+        DIR *d = opendir(dirs[i]);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (!strncmp(de->d_name, prefix, strlen(prefix)))
+                n++;
+        if (d)
+            closedir(d);
+    }
+    return n;
+}
+
+static void body_one_supervisor_thread(void)
+{
+    int fds0 = thaw_test_count_fds(), threads0 = count_threads();
+    env_t e = {0};
+    env_sup(&e);
+    int fds1 = thaw_test_count_fds();
+    CHECK(count_threads() == threads0 + 1, "supervisor threads: %d", count_threads() - threads0);
+    sentry_config_t cfg;
+    cfg_default(&cfg);
+    sentry_t *sb[4];
+    thaw_err_t err = {0};
+    for (int i = 0; i < 4; i++)
+        CHECK(sentry_create(e.sup, &cfg, &sb[i], &err) == 0, "create: %s", thaw_err_msg(&err));
+    /* Four sandboxes, still one supervisor thread. */
+    CHECK(count_threads() == threads0 + 1, "threads grew to %d", count_threads() - threads0);
+    CHECK(count_cgroups() == 4, "%d cgroups", count_cgroups());
+    /* A sandbox whose PID 1 dies from outside is seen dead; the others go on. */
+    kill(sentry_pid(sb[0]), SIGKILL);
+    for (int i = 0; i < 200 && sentry_alive(sb[0]); i++)
+        usleep(5000);
+    CHECK(!sentry_alive(sb[0]), "killed sandbox still alive");
+    agent_client_t *c;
+    CHECK(agent_client_new(sentry_take_agent_fd(sb[1]), &c, &err) == 0, "%s", thaw_err_msg(&err));
+    CHECK(agent_client_wait_hello(c, 10000, NULL, &err) == 0, "%s", thaw_err_msg(&err));
+    const char *argv[] = {"cat", "/etc/hostname", NULL};
+    agent_exec_result_t r = run(c, argv);
+    CHECK(!strcmp(out_of(&r), "sentry\n"), "cat: '%s'", out_of(&r));
+    agent_exec_result_free(&r);
+    agent_client_destroy(c);
+    for (int i = 0; i < 4; i++)
+        sentry_destroy(sb[i]);
+    CHECK(count_cgroups() == 0, "%d cgroups left", count_cgroups());
+    CHECK(thaw_test_count_fds() == fds1, "fds %d after, %d before", thaw_test_count_fds(), fds1);
+    sentry_stats_t st;
+    sentry_supervisor_stats(e.sup, &st);
+    CHECK(st.notifications > 0 && st.emulated > 0, "no brokered calls counted");
+    sentry_supervisor_destroy(e.sup);
+    unlink(e.logpath);
+    CHECK(count_threads() == threads0, "supervisor thread left");
+    CHECK(thaw_test_count_fds() == fds0 + 1, "fds %d, %d at start (+1 log)", thaw_test_count_fds(),
+          fds0);
+}
+
+static void expect_create_error(env_t *e, const sentry_config_t *cfg, const char *needle)
+{
+    sentry_t *sb = NULL;
+    thaw_err_t err = {0};
+    int rc = sentry_create(e->sup, cfg, &sb, &err);
+    CHECK(rc < 0 && sb == NULL, "create succeeded");
+    CHECK(strstr(thaw_err_msg(&err), needle), "message '%s' lacks '%s'", thaw_err_msg(&err),
+          needle);
+    printf("create error: %s\n", thaw_err_msg(&err));
+}
+
+static void body_create_errors(void)
+{
+    env_t e = {0};
+    env_sup(&e);
+    int fds = thaw_test_count_fds();
+    sentry_config_t cfg;
+    cfg_default(&cfg);
+    cfg.root = "relative/root";
+    expect_create_error(&e, &cfg, "absolute root");
+    cfg.root = "/nonexistent/thaw-root";
+    expect_create_error(&e, &cfg, "mount point");
+    cfg_default(&cfg);
+    cfg.net_allow[0] = "10.0.0.1";
+    cfg.n_net = 1;
+    expect_create_error(&e, &cfg, "network allow entry '10.0.0.1'");
+    cfg_default(&cfg);
+    cfg.hidden[0] = "etc";
+    cfg.n_hidden = 1;
+    expect_create_error(&e, &cfg, "must be absolute");
+    cfg_default(&cfg);
+    cfg.agent_path = "/.thaw/no-such-agent";
+    expect_create_error(&e, &cfg, "exec the agent");
+    CHECK(count_cgroups() == 0, "%d cgroups left after failures", count_cgroups());
+    CHECK(thaw_test_count_fds() == fds, "fds leaked: %d -> %d", fds, thaw_test_count_fds());
+    sentry_supervisor_destroy(e.sup);
+    unlink(e.logpath);
+}
+
 #define T(name)                                                                                    \
     static void name(void **state)                                                                 \
     {                                                                                              \
@@ -593,6 +708,8 @@ T(abuse_memory_bomb)
 T(abuse_fill_writable)
 T(abuse_sigterm_ignored)
 T(escape_cross_sandbox)
+T(one_supervisor_thread)
+T(create_errors)
 
 static void rm_tree(const char *dir)
 {
@@ -669,6 +786,8 @@ int main(void)
         cmocka_unit_test(abuse_fill_writable),
         cmocka_unit_test(abuse_sigterm_ignored),
         cmocka_unit_test(escape_cross_sandbox),
+        cmocka_unit_test(one_supervisor_thread),
+        cmocka_unit_test(create_errors),
     };
     if (getenv("THAW_TEST_FILTER") && *getenv("THAW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
