@@ -59,7 +59,8 @@ void snap__remove_tree(const char *path)
 int snap__read_file(int dfd, const char *name, size_t cap, void **out, size_t *len, int *fd_out,
                     thaw_err_t *err)
 {
-    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted in a snapshot must not hang the open. */
+    _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return thaw_err_sys(err, errno, "%s: open", name);
     struct stat st;

@@ -55,6 +55,10 @@ int snap__layout_regions(snap_t *snap, thaw_err_t *err)
         total += r->size;
         snap->image_size = r->offset + r->size;
     }
+    if (off / cs > SNAP_MAX_CHUNKS)
+        return thaw_err_set(err, EFBIG,
+                            "%llu chunks is over the limit of %llu: use a larger chunk size",
+                            (unsigned long long)(off / cs), (unsigned long long)SNAP_MAX_CHUNKS);
     snap->memory_size = total;
     snap->nchunks = off / cs;
     return 0;

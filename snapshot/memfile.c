@@ -23,6 +23,8 @@ int snap__memfile_load(snap_t *snap, const struct snap__manifest_files *files, t
     struct stat st;
     if (fstat(snap->mem_fd, &st) < 0)
         return snap__err(snap, err, errno, F, "stat failed");
+    if (!S_ISREG(st.st_mode))
+        return snap__err(snap, err, EINVAL, F, "not a regular file");
     snap->mem_file_size = (uint64_t)st.st_size;
     if (snap->mem_file_size != files->mem_size)
         return snap__err(

@@ -106,7 +106,7 @@ int snap_open(const char *dir, snap_t **out, thaw_err_t *err)
         if ((r = snap__state_parse(snap, snap->state_buf, len, err)) < 0)
             goto fail;
     }
-    snap->mem_fd = openat(dfd, SNAP_MEMORY_FILE, O_RDONLY | O_CLOEXEC);
+    snap->mem_fd = openat(dfd, SNAP_MEMORY_FILE, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (snap->mem_fd < 0) {
         r = snap__err(snap, err, errno, SNAP_MEMORY_FILE, "open: %s", strerror(errno));
         goto fail;

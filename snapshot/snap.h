@@ -45,7 +45,8 @@
 
 /* Limits enforced by writer and reader (a size cap against absurd input). */
 #define SNAP_MAX_REGIONS     64u
-#define SNAP_MAX_MEMORY      (1ull << 40) /* 1 TiB of guest memory in total */
+#define SNAP_MAX_MEMORY      (1ull << 40)  /* 1 TiB of guest memory in total */
+#define SNAP_MAX_CHUNKS      (16ull << 20) /* table entries: 64 GiB at 4 KiB chunks */
 #define SNAP_MAX_SECTIONS    4096u
 #define SNAP_MAX_STATE_BYTES (256ull << 20)
 #define SNAP_MAX_MANIFEST    (1u << 20)

@@ -437,12 +437,34 @@ static void test_state_absurd_section_count(void **state)
 }
 
 /* A snapshot directory that is a file, and files that are directories. */
-static void test_memory_file_is_a_directory(void **state)
+static void test_state_file_is_a_directory(void **state)
 {
     unlink(st_path(dir, SNAP_STATE_FILE));
     mkdir(st_path(dir, SNAP_STATE_FILE), 0755);
     expect_open_error(EINVAL, SNAP_STATE_FILE, "not a regular file");
     rmdir(st_path(dir, SNAP_STATE_FILE));
+}
+
+/* A FIFO in place of a file must give an error, not hang the reader. */
+static void test_state_file_is_a_fifo(void **state)
+{
+    unlink(st_path(dir, SNAP_STATE_FILE));
+    assert_int_equal(mkfifo(st_path(dir, SNAP_STATE_FILE), 0644), 0);
+    expect_open_error(EINVAL, SNAP_STATE_FILE, "not a regular file");
+}
+static void test_memory_file_is_a_fifo(void **state)
+{
+    unlink(st_path(dir, SNAP_MEMORY_FILE));
+    assert_int_equal(mkfifo(st_path(dir, SNAP_MEMORY_FILE), 0644), 0);
+    expect_open_error(EINVAL, SNAP_MEMORY_FILE, "not a regular file");
+}
+
+/* Millions of chunks at 4 KiB: refused before any table is allocated. */
+static void test_manifest_too_many_chunks(void **state)
+{
+    assert_int_equal(st_manifest_set(dir, "chunk_size", 4096, false), 0);
+    assert_int_equal(st_manifest_set(dir, "regions/1/size", 1ll << 37, false), 0);
+    expect_open_error(EFBIG, SNAP_MANIFEST_FILE, "use a larger chunk size");
 }
 
 #define T(name) cmocka_unit_test_setup(name, fresh)
@@ -492,7 +514,10 @@ int main(void)
         T(test_state_section_length_past_end),
         T(test_state_trailing_garbage),
         T(test_state_absurd_section_count),
-        T(test_memory_file_is_a_directory),
+        T(test_state_file_is_a_directory),
+        T(test_state_file_is_a_fifo),
+        T(test_memory_file_is_a_fifo),
+        T(test_manifest_too_many_chunks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
