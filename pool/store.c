@@ -22,6 +22,13 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 
+/*
+ * Directories are search-only for others (0711): nobody can list the store,
+ * but a sentry sandbox, whose processes run as an unprivileged host uid,
+ * must be able to reach its template root beneath it.
+ */
+#define POOL_STORE_DIR_MODE 0711
+
 static int mkdir_p(const char *path, mode_t mode)
 {
     char buf[POOL_PATH_MAX];
@@ -52,9 +59,12 @@ int pool__store_init(pool_t *p, thaw_err_t *err)
 {
     char path[POOL_PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/templates", p->store_dir);
-    int r = mkdir_p(path, 0750);
+    int r = mkdir_p(path, POOL_STORE_DIR_MODE);
     if (r < 0)
         return thaw_err_sys(err, -r, "store %s: create", path);
+    /* A store made by an older thawd may be tighter: open the way down. */
+    chmod(p->store_dir, POOL_STORE_DIR_MODE);
+    chmod(path, POOL_STORE_DIR_MODE);
     snprintf(path, sizeof(path), "%s/.thaw-store", p->store_dir);
     if (access(path, F_OK) == 0) {
         p->store_new = false;
@@ -82,7 +92,7 @@ int pool__store_mkdir(pool_t *p, const char *name, thaw_err_t *err)
     char dir[POOL_PATH_MAX];
     if (pool__store_tpl_dir(p, name, dir, sizeof(dir)) < 0)
         return thaw_err_set(err, ENAMETOOLONG, "store path for '%s' too long", name);
-    int r = mkdir_p(dir, 0750);
+    int r = mkdir_p(dir, POOL_STORE_DIR_MODE);
     if (r < 0)
         return thaw_err_sys(err, -r, "store: create %s", dir);
     return 0;
@@ -93,7 +103,7 @@ int pool__store_save(pool_t *p, const pool_tpl_def_t *def, thaw_err_t *err)
     char dir[POOL_PATH_MAX], tmp[POOL_PATH_MAX + 32], final[POOL_PATH_MAX + 32];
     if (pool__store_tpl_dir(p, def->name, dir, sizeof(dir)) < 0)
         return thaw_err_set(err, ENAMETOOLONG, "store path for '%s' too long", def->name);
-    int r = mkdir_p(dir, 0750);
+    int r = mkdir_p(dir, POOL_STORE_DIR_MODE);
     if (r < 0)
         return thaw_err_sys(err, -r, "store: create %s", dir);
     snprintf(tmp, sizeof(tmp), "%s/.template.conf.tmp", dir);
