@@ -88,7 +88,8 @@ int main(void)
     int n = getenv("SENTRYBENCH_N") ? atoi(getenv("SENTRYBENCH_N")) : 50;
     if (n < 2)
         n = 2;
-    thaw_log_set_level(THAW_LOG_WARN);
+    if (!getenv("THAW_LOG"))
+        thaw_log_set_level(THAW_LOG_WARN);
 
     char root[] = "/tmp/thaw-sentrybench-XXXXXX";
     if (!mkdtemp(root))

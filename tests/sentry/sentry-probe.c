@@ -377,6 +377,76 @@ static int cmd_look(const char *name)
     return 0;
 }
 
+static int sem_fail;
+
+#define SEM(cond, ...)                                                                             \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s: ", #cond);                                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf(" (errno %d)\n", errno);                                                        \
+            sem_fail = 1;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* open as the supervisor emulates it must behave as the kernel's own. */
+static int cmd_opensem(void)
+{
+    umask(027);
+    int fd = open("/work/a", O_CREAT | O_EXCL | O_WRONLY | O_APPEND, 0666);
+    SEM(fd >= 0, "create /work/a");
+    struct stat st;
+    SEM(fstat(fd, &st) == 0 && (st.st_mode & 0777) == 0640, "mode %o after umask 027",
+        st.st_mode & 0777);
+    SEM(st.st_uid == 0 && st.st_gid == 0, "owner %d:%d", (int)st.st_uid, (int)st.st_gid);
+    SEM((fcntl(fd, F_GETFL) & (O_APPEND | O_NONBLOCK)) == O_APPEND, "flags %#x",
+        fcntl(fd, F_GETFL));
+    SEM(!(fcntl(fd, F_GETFD) & FD_CLOEXEC), "cloexec set without O_CLOEXEC");
+    SEM(write(fd, "abc", 3) == 3, "write");
+    close(fd);
+    SEM(open("/work/a", O_CREAT | O_EXCL | O_WRONLY, 0600) < 0 && errno == EEXIST, "O_EXCL");
+    fd = open("/work/a", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    SEM(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC), "O_CLOEXEC kept");
+    SEM((fcntl(fd, F_GETFL) & O_NONBLOCK), "O_NONBLOCK kept when asked");
+    close(fd);
+    SEM(open("/work/a", O_RDONLY | O_DIRECTORY) < 0 && errno == ENOTDIR, "O_DIRECTORY on a file");
+    SEM(mkdir("/work/sub", 0755) == 0 && chdir("/work/sub") == 0, "mkdir+chdir");
+    fd = open("../a", O_RDONLY);
+    char buf[8] = "";
+    SEM(fd >= 0 && read(fd, buf, 3) == 3 && !memcmp(buf, "abc", 3), "cwd-relative ../a");
+    close(fd);
+    int dfd = open("/work/sub", O_RDONLY | O_DIRECTORY);
+    SEM(dfd >= 0, "open dir");
+    fd = openat(dfd, "../a", O_RDONLY);
+    SEM(fd >= 0, "dirfd-relative ../a");
+    close(fd);
+    SEM(openat(dfd, "nothere", O_RDONLY) < 0 && errno == ENOENT, "ENOENT");
+    /* Discretionary access control holds: mode 000 is closed even to root
+     * without capabilities. */
+    fd = open("/work/closed", O_CREAT | O_WRONLY, 0);
+    SEM(fd >= 0, "create closed");
+    close(fd);
+    SEM(open("/work/closed", O_RDONLY) < 0 && errno == EACCES, "mode 000 readable");
+    /* /proc/self means the caller. */
+    fd = open("/proc/self/stat", O_RDONLY);
+    char st2[64] = "";
+    SEM(fd >= 0 && read(fd, st2, sizeof(st2) - 1) > 0, "/proc/self/stat");
+    SEM(atoi(st2) == (int)getpid(), "/proc/self is pid %d, not %d", atoi(st2), (int)getpid());
+    close(fd);
+    SEM(access("/work/a", R_OK) == 0, "access");
+    SEM(stat("/work/sub/../a", &st) == 0 && st.st_size == 3, "stat relative");
+    SEM(rename("/work/a", "/tmp/a") < 0 && errno == EXDEV, "rename across mounts");
+    SEM(rename("/work/a", "/work/b") == 0 && unlink("/work/b") == 0, "rename+unlink in /work");
+    SEM(symlink("/etc/hosts", "/work/l") == 0, "symlink");
+    fd = open("/work/l", O_RDONLY);
+    SEM(fd >= 0 && read(fd, buf, 3) == 3 && !memcmp(buf, "127", 3), "follow an absolute symlink");
+    close(fd);
+    fd = open("/work/l", O_RDONLY | O_NOFOLLOW);
+    SEM(fd < 0 && errno == ELOOP, "O_NOFOLLOW");
+    printf("opensem: %s\n", sem_fail ? "FAILED" : "ok");
+    return sem_fail;
+}
+
 static long long now_ns(void)
 {
     struct timespec ts;
@@ -450,6 +520,8 @@ int main(int argc, char **argv)
         return cmd_stubborn();
     if (!strcmp(c, "marker") && argc > 2)
         return cmd_marker(argv[2]);
+    if (!strcmp(c, "opensem"))
+        return cmd_opensem();
     if (!strcmp(c, "bench") && argc > 3)
         return cmd_bench(atol(argv[2]), argv[3]);
     if (!strcmp(c, "look") && argc > 2)

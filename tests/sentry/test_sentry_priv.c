@@ -246,6 +246,31 @@ static void body_python(void)
     env_down(&e);
 }
 
+/* open is emulated by the supervisor: flags, modes, umask, ownership,
+ * relative names, DAC and /proc/self must behave as the kernel's own. */
+static void body_open_semantics(void)
+{
+    env_t e = {0};
+    sentry_config_t cfg;
+    cfg_default(&cfg);
+    env_up(&e, &cfg);
+    const char *argv[] = {"/.thaw/probe", "opensem", NULL};
+    agent_exec_result_t r = run(e.c, argv);
+    CHECK(r.exit_code == 0 && strstr(out_of(&r), "opensem: ok"), "open semantics:\n%s", out_of(&r));
+    agent_exec_result_free(&r);
+    const char *py[] = {"python3", "-c",
+                        "import os, tempfile\n"
+                        "with tempfile.NamedTemporaryFile('w', dir='/tmp') as f:\n"
+                        "    f.write('x'); f.flush(); print(os.path.getsize(f.name))\n"
+                        "print(len(os.listdir('/proc/self/fd')) > 2)",
+                        NULL};
+    r = run(e.c, py);
+    CHECK(r.exit_code == 0 && !strcmp(out_of(&r), "1\nTrue\n"), "python files: '%s' '%s'",
+          out_of(&r), r.err ? (char *)r.err : "");
+    agent_exec_result_free(&r);
+    env_down(&e);
+}
+
 static void body_filter_count(void)
 {
     env_t e = {0};
@@ -694,6 +719,7 @@ T(echo)
 T(pipeline)
 T(python)
 T(filter_count)
+T(open_semantics)
 T(escape_mount)
 T(escape_unshare_setns)
 T(escape_ptrace_supervisor)
@@ -772,6 +798,7 @@ int main(void)
         cmocka_unit_test(pipeline),
         cmocka_unit_test(python),
         cmocka_unit_test(filter_count),
+        cmocka_unit_test(open_semantics),
         cmocka_unit_test(escape_mount),
         cmocka_unit_test(escape_unshare_setns),
         cmocka_unit_test(escape_ptrace_supervisor),
