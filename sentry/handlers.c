@@ -294,13 +294,11 @@ static void h_open(hctx_t *h)
                          (flags & ~(uint64_t)O_CLOEXEC) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
     int oerr = errno;
     if (fd < 0) {
-        if (oerr == ELOOP || oerr == EXDEV)
+        if ((oerr == ELOOP && !(flags & O_NOFOLLOW)) || oerr == EXDEV)
             return deny(h, oerr, "magic link, symlink loop or escape from the root", hp.norm);
         if (oerr == EROFS)
             return deny(h, oerr, "read-only mount", hp.norm);
-        if (oerr == EACCES || oerr == EPERM)
-            return deny(h, oerr, "permission", hp.norm);
-        return answer(h, oerr);
+        return answer(h, oerr); /* ENOENT, EACCES (the file's own mode), ... */
     }
     _cleanup_close_ int ofd = (int)fd;
     struct stat st;
@@ -340,6 +338,19 @@ static void h_open(hctx_t *h)
     h->resp->id = 0; /* SEND answered the call with the new fd number */
 }
 
+/* "/proc/<digits>/exe" */
+static bool is_proc_exe(const char *p)
+{
+    if (strncmp(p, "/proc/", 6) != 0)
+        return false;
+    p += 6;
+    if (*p < '0' || *p > '9')
+        return false;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return strcmp(p, "/exe") == 0;
+}
+
 static void h_exec(hctx_t *h)
 {
     const sentry_sysinfo_t *in = h->info;
@@ -361,6 +372,11 @@ static void h_exec(hctx_t *h)
     long fd = do_openat2(h->sb->rootfd, hp.raw, O_PATH | O_CLOEXEC, 0);
     int oerr = errno;
     if (fd < 0) {
+        /* /proc/<pid>/exe (busybox re-executes itself through it) is the
+         * image a process of this sandbox already runs, so it is inside
+         * the sandbox whatever it points to: the kernel may follow it. */
+        if (oerr == ELOOP && is_proc_exe(hp.norm))
+            return cont(h);
         if (oerr == ELOOP || oerr == EXDEV)
             return deny(h, EACCES, "exec through a magic link or outside the root", hp.norm);
         return answer(h, oerr);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "sentry/internal.h"
 
@@ -215,6 +216,7 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
     };
     if (lim.cpu_shares < 2)
         lim.cpu_shares = 2;
+    uint64_t t_start = thaw_now_ns();
     if ((rc = sentry__cgroup_create(&sb->cg, sb->id, &lim, err)) < 0)
         goto fail_wrap;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(p2c, O_CLOEXEC) < 0 ||
@@ -235,6 +237,7 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
         .exit_signal = 0, /* no SIGCHLD into thawd's handlers; reaped by pidfd */
     };
+    uint64_t t_cgroup = thaw_now_ns();
     long pid = syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         rc = thaw_err_sys(err, errno, "clone3 with new namespaces");
@@ -262,6 +265,7 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
         goto fail_wrap;
     }
 
+    uint64_t t_clone = thaw_now_ns();
     int timeout = cfg->start_timeout_ms ? (int)cfg->start_timeout_ms : 5000;
     sentry_child_msg_t m;
     rc = read_msg(c2p[0], &m, timeout);
@@ -274,6 +278,7 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
                               rc == -ETIMEDOUT ? "timed out" : "stopped");
         goto fail_wrap;
     }
+    uint64_t t_setup = thaw_now_ns();
     sb->listener = (int)syscall(SYS_pidfd_getfd, sb->pidfd, m.val, 0);
     if (sb->listener < 0) {
         rc = thaw_err_sys(err, errno, "pidfd_getfd of the seccomp listener");
@@ -312,7 +317,15 @@ int sentry_create(sentry_supervisor_t *sup, const sentry_config_t *cfg, sentry_t
     close(p2c[1]);
     close(c2p[0]);
     free(pl);
-    thaw_debug("sentry", "create", "sandbox=%s pid=%d uid=%u", sb->id, (int)sb->pid, sb->host_uid);
+    uint64_t t_exec = thaw_now_ns();
+    /* Where creation time goes, for tuning: cgroup, clone3 + maps,
+     * the child's mounts and filter, exec of the agent. */
+    thaw_debug("sentry", "create",
+               "sandbox=%s pid=%d uid=%u cgroup_us=%llu clone_us=%llu setup_us=%llu exec_us=%llu",
+               sb->id, (int)sb->pid, sb->host_uid, (unsigned long long)(t_cgroup - t_start) / 1000,
+               (unsigned long long)(t_clone - t_cgroup) / 1000,
+               (unsigned long long)(t_setup - t_clone) / 1000,
+               (unsigned long long)(t_exec - t_setup) / 1000);
     *out = sb;
     return 0;
 

@@ -98,7 +98,8 @@ static void env_down(env_t *e)
     agent_client_destroy(e->c);
     sentry_destroy(e->sb);
     sentry_supervisor_destroy(e->sup);
-    unlink(e->logpath);
+    if (!getenv("THAW_KEEP_LOG"))
+        unlink(e->logpath);
 }
 
 /* Run argv in the sandbox; returns the result (owned by the caller). */
@@ -146,6 +147,17 @@ static bool log_has(env_t *e, const char *a, const char *b)
     }
     fclose(f);
     return found;
+}
+
+/* A legitimate workload must not trip the policy: no deny line at all. */
+static void check_no_denials(env_t *e)
+{
+    FILE *f = fopen(e->logpath, "re");
+    CHECK(f, "log file");
+    char line[2048];
+    while (fgets(line, sizeof(line), f))
+        CHECK(!strstr(line, "event=deny"), "unexpected denial: %s", line);
+    fclose(f);
 }
 
 #define CHECK_LOGGED(e, a, b)                                                                      \
@@ -211,6 +223,7 @@ static void body_echo(void)
     agent_exec_result_t r = run(e.c, argv);
     CHECK(r.exit_code == 0 && !strcmp(out_of(&r), "hello sentry\n"), "echo: '%s'", out_of(&r));
     agent_exec_result_free(&r);
+    check_no_denials(&e);
     env_down(&e);
 }
 
@@ -228,6 +241,7 @@ static void body_pipeline(void)
     CHECK(r.exit_code == 0 && !strcmp(out_of(&r), "19\ndata\n"), "pipeline: '%s' err '%s'",
           out_of(&r), r.err ? (char *)r.err : "");
     agent_exec_result_free(&r);
+    check_no_denials(&e);
     env_down(&e);
 }
 
@@ -243,6 +257,7 @@ static void body_python(void)
           "python3: exit %d out '%s' err '%s'", r.exit_code, out_of(&r),
           r.err ? (char *)r.err : "");
     agent_exec_result_free(&r);
+    check_no_denials(&e);
     env_down(&e);
 }
 
@@ -268,6 +283,7 @@ static void body_open_semantics(void)
     CHECK(r.exit_code == 0 && !strcmp(out_of(&r), "1\nTrue\n"), "python files: '%s' '%s'",
           out_of(&r), r.err ? (char *)r.err : "");
     agent_exec_result_free(&r);
+    check_no_denials(&e);
     env_down(&e);
 }
 
