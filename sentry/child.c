@@ -158,6 +158,18 @@ void sentry__child_run(const sentry_plan_t *pl)
     if (syscall(SYS_close_range, SENTRY_AGENT_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         fail(STEP_FDS, errno);
 
+    /* thawd's signal state must not leak into the sandbox: exec keeps
+     * ignored signals ignored (SIGPIPE would be, for every workload) and
+     * keeps the calling thread's mask. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+        fail(STEP_FDS, errno);
+
     if (wait_parent(rd) != 'M') /* uid/gid maps written, cgroup joined */
         fail(STEP_SYNC, EPROTO);
 

@@ -232,7 +232,14 @@ static void body_pipeline(void)
     env_t e = {0};
     sentry_config_t cfg;
     cfg_default(&cfg);
+    /* thawd ignores SIGPIPE; the sandbox must not inherit that
+     * (`yes | head` would then never end). */
+    signal(SIGPIPE, SIG_IGN);
     env_up(&e, &cfg);
+    const char *yes[] = {"/bin/sh", "-c", "yes | head -n 2", NULL};
+    agent_exec_result_t y = run(e.c, yes);
+    CHECK(y.exit_code == 0 && !strcmp(out_of(&y), "y\ny\n"), "yes|head: '%s'", out_of(&y));
+    agent_exec_result_free(&y);
     const char *argv[] = {"/bin/sh", "-c",
                           "seq 1 100 | grep 7 | wc -l > /tmp/n && cat /tmp/n && cd /work && "
                           "echo data > f && cat f",
