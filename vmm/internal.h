@@ -29,7 +29,7 @@
 #define VMM_CMDLINE_MAX     0x10000ull
 #define VMM_MPTABLE_ADDR    0x9fc00ull /* last KiB of base memory: Linux scans it */
 #define VMM_EBDA_END        0xa0000ull
-#define VMM_KERNEL_ADDR     0x100000ull /* bzImage protected-mode part */
+#define VMM_KERNEL_ADDR     0x100000ull   /* bzImage protected-mode part */
 #define VMM_LOW_MEM_TOP     0xc0000000ull /* RAM below 3 GiB, then the MMIO hole */
 #define VMM_HIGH_MEM_START  0x100000000ull
 #define VMM_VIRTIO_MMIO     0xd0000000ull /* first virtio-mmio window */
@@ -40,12 +40,12 @@
 #define VMM_TSS_ADDR        0xfffbd000ull /* KVM_SET_TSS_ADDR: 3 pages */
 
 /* ---- legacy ports and IRQs ---- */
-#define VMM_PORT_COM1      0x3f8
-#define VMM_IRQ_COM1       4
-#define VMM_PORT_I8042     0x60
-#define VMM_PORT_POWEROFF  0x501 /* QEMU's isa-debug-exit: write = power off */
-#define VMM_IRQ_VIRTIO0    5 /* virtio-mmio device i uses IRQ 5 + i */
-#define VMM_MAX_VIRTIO     4
+#define VMM_PORT_COM1     0x3f8
+#define VMM_IRQ_COM1      4
+#define VMM_PORT_I8042    0x60
+#define VMM_PORT_POWEROFF 0x501 /* QEMU's isa-debug-exit: write = power off */
+#define VMM_IRQ_VIRTIO0   5     /* virtio-mmio device i uses IRQ 5 + i */
+#define VMM_MAX_VIRTIO    4
 
 typedef struct vmm_vcpu vmm_vcpu_t;
 typedef struct vmm_device vmm_device_t;
@@ -188,8 +188,8 @@ struct vmm {
 void *vmm__gpa(vmm_t *vm, uint64_t gpa, uint64_t len);
 
 /* Record why the guest stopped (first caller wins) and stop every vCPU. */
-void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu,
-               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu, const char *fmt,
+               ...) __attribute__((format(printf, 5, 6)));
 
 /* Count a guest-supplied value a device refused, and log it (rate-limited). */
 void vmm__device_error(vmm_t *vm, const char *dev, const char *fmt, ...)
@@ -224,7 +224,7 @@ int vmm__virtio_blk_create(vmm_t *vm, const char *path, bool readonly, thaw_err_
 /* ---- loader (loader.c: pure parsing, unit-tested) ---- */
 typedef struct vmm_kernel_image {
     bool is_bzimage;
-    uint64_t entry; /* 64-bit entry (guest-physical) */
+    uint64_t entry;    /* 64-bit entry (guest-physical) */
     uint64_t load_end; /* highest guest-physical byte used + 1 */
     /* bzImage only */
     uint8_t setup_hdr[0x290 - 0x1f1]; /* setup header, copied into boot_params */

@@ -98,15 +98,13 @@ static int load_elf(vmm_t *vm, const uint8_t *f, size_t len, vmm_kernel_image_t 
         if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
             continue;
         if (ph.p_filesz > ph.p_memsz || ph.p_offset > len || ph.p_filesz > len - ph.p_offset)
-            return thaw_err_set(err, EINVAL, "ELF: segment %u: truncated or inconsistent sizes",
-                                i);
+            return thaw_err_set(err, EINVAL, "ELF: segment %u: truncated or inconsistent sizes", i);
         uint8_t *dst = vmm__gpa(vm, ph.p_paddr, ph.p_memsz);
         if (ph.p_paddr < VMM_KERNEL_ADDR || !dst)
             return thaw_err_set(err, EFBIG,
                                 "ELF: segment %u at 0x%llx+0x%llx is outside guest RAM above 1 "
                                 "MiB",
-                                i, (unsigned long long)ph.p_paddr,
-                                (unsigned long long)ph.p_memsz);
+                                i, (unsigned long long)ph.p_paddr, (unsigned long long)ph.p_memsz);
         memcpy(dst, f + ph.p_offset, ph.p_filesz);
         memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
         if (ph.p_paddr + ph.p_memsz > end)

@@ -178,8 +178,8 @@ static void *vcpu_thread(void *arg)
             break;
         default:
             atomic_fetch_add(&vm->exits_other, 1);
-            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id, "vcpu %u: unexpected exit %u",
-                      v->id, run->exit_reason);
+            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id, "vcpu %u: unexpected exit %u", v->id,
+                      run->exit_reason);
             break;
         }
     }

@@ -45,8 +45,8 @@ const char *vmm_exit_reason_name(vmm_exit_reason_t r)
     return "unknown";
 }
 
-void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu,
-               const char *fmt, ...)
+void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu, const char *fmt,
+               ...)
 {
     pthread_mutex_lock(&vm->lock);
     bool first = vm->exit.reason == VMM_EXIT_NONE;
@@ -170,8 +170,7 @@ int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
     if (!cfg || !cfg->kernel_path)
         return thaw_err_set(err, EINVAL, "vmm config: kernel_path is required");
     if (cfg->vcpus < 1 || cfg->vcpus > VMM_MAX_VCPUS)
-        return thaw_err_set(err, EINVAL, "vmm config: %u vCPUs (1..%d)", cfg->vcpus,
-                            VMM_MAX_VCPUS);
+        return thaw_err_set(err, EINVAL, "vmm config: %u vCPUs (1..%d)", cfg->vcpus, VMM_MAX_VCPUS);
 
     vmm_t *vm = calloc(1, sizeof(*vm));
     if (!vm)
@@ -213,9 +212,11 @@ int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
         rc = thaw_err_sys(err, errno, "KVM_CREATE_VM");
         goto fail;
     }
-    if ((rc = vmm_arch_vm_init(vm, err)) < 0)
-        goto fail;
+    /* Memory slots before the irqchip: once an irqchip exists, every slot
+     * change waits for an SRCU grace period (about 7 ms under PVM). */
     if ((rc = vmm__mem_setup(vm, cfg, err)) < 0)
+        goto fail;
+    if ((rc = vmm_arch_vm_init(vm, err)) < 0)
         goto fail;
     vm->n_vcpus = cfg->vcpus;
     for (unsigned i = 0; i < cfg->vcpus; i++)
@@ -258,8 +259,7 @@ int vmm_start(vmm_t *vm, thaw_err_t *err)
     for (unsigned i = 0; i < vm->n_vcpus; i++) {
         rc = vmm__vcpu_start(&vm->vcpus[i]);
         if (rc < 0) {
-            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, i, "vcpu %u: thread: %s", i,
-                      strerror(-rc));
+            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, i, "vcpu %u: thread: %s", i, strerror(-rc));
             return thaw_err_sys(err, -rc, "vmm: vcpu %u thread", i);
         }
     }

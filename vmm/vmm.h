@@ -75,8 +75,8 @@ typedef enum vmm_exit_reason {
 
 typedef struct vmm_exit {
     vmm_exit_reason_t reason;
-    uint32_t code;   /* poweroff: the value written to the poweroff port */
-    unsigned vcpu;   /* which vCPU stopped the VM */
+    uint32_t code;    /* poweroff: the value written to the poweroff port */
+    unsigned vcpu;    /* which vCPU stopped the VM */
     char detail[160]; /* human detail: "vcpu 0: KVM_EXIT_INTERNAL_ERROR suberror 1" */
 } vmm_exit_t;
 

@@ -15,8 +15,7 @@
 extern const char *guest_path;
 
 /* Create and start a test-guest VM; NULL on failure (message printed). */
-static inline vmm_t *boot_guest(const char *cmdline, unsigned vcpus, uint64_t mem,
-                                const char *disk)
+static inline vmm_t *boot_guest(const char *cmdline, unsigned vcpus, uint64_t mem, const char *disk)
 {
     vmm_config_t c = {
         .kernel_path = guest_path,

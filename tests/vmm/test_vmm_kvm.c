@@ -46,8 +46,8 @@ static vmm_exit_t run_to_exit(vmm_t *vm, int timeout_ms)
 
 static void test_boot_banner(void **state)
 {
-    vmm_t *vm = boot_guest("console=ttyS0 thaw.test=banner thaw.marker=xyzzy", 1, 64ull << 20,
-                           NULL);
+    vmm_t *vm =
+        boot_guest("console=ttyS0 thaw.test=banner thaw.marker=xyzzy", 1, 64ull << 20, NULL);
     assert_non_null(vm);
     vmm_exit_t ex = run_to_exit(vm, 20000);
     assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
@@ -251,8 +251,8 @@ static void write_file(const char *path, const void *data, size_t len)
 static void expect_create_error(const char *kernel, const char *initrd, uint64_t mem,
                                 const char *needle)
 {
-    vmm_config_t c = {.kernel_path = kernel, .initrd_path = initrd, .mem_bytes = mem,
-                      .vcpus = 1, .cmdline = "x"};
+    vmm_config_t c = {
+        .kernel_path = kernel, .initrd_path = initrd, .mem_bytes = mem, .vcpus = 1, .cmdline = "x"};
     thaw_err_t err;
     vmm_t *vm = (vmm_t *)1;
     int rc = vmm_create(&c, &vm, &err);
@@ -278,7 +278,7 @@ static void test_bad_kernels(void **state)
     write_file(k, buf, sizeof(buf));
     expect_create_error(k, NULL, 64 << 20, "too old");
     buf[0x206] = 0x0f;
-    buf[0x236] = 1; /* XLF_KERNEL_64 */
+    buf[0x236] = 1;  /* XLF_KERNEL_64 */
     buf[0x1f1] = 30; /* setup larger than the file */
     write_file(k, buf, sizeof(buf));
     expect_create_error(k, NULL, 64 << 20, "truncated");
@@ -331,8 +331,8 @@ static void test_teardown_leaks_nothing(void **state)
         vmm_t *b = boot_guest("thaw.test=banner", 1, 0, NULL);
         assert_non_null(b);
         assert_int_equal(vmm_wait(b, 20000, NULL), 1);
-        vmm_config_t c = {.kernel_path = guest_path, .mem_bytes = 32 << 20, .vcpus = 4,
-                          .agent_console = true};
+        vmm_config_t c = {
+            .kernel_path = guest_path, .mem_bytes = 32 << 20, .vcpus = 4, .agent_console = true};
         thaw_err_t err;
         vmm_t *cvm;
         assert_int_equal(vmm_create(&c, &cvm, &err), 0);

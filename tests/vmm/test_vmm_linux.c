@@ -68,8 +68,11 @@ static int smoke(void)
     /* noxsave: PVM's emulator stops at xrstor; CX16 is cleared by the VMM. */
     const char *cmdline = pvm ? "console=ttyS0 earlyprintk=serial noxsave panic=-1 thaw.smoke=1"
                               : "console=ttyS0 earlyprintk=serial panic=-1 thaw.smoke=1";
-    vmm_config_t c = {.kernel_path = kernel, .cmdline = cmdline, .mem_bytes = 256ull << 20,
-                      .vcpus = 1, .agent_console = true};
+    vmm_config_t c = {.kernel_path = kernel,
+                      .cmdline = cmdline,
+                      .mem_bytes = 256ull << 20,
+                      .vcpus = 1,
+                      .agent_console = true};
     thaw_err_t err;
     vmm_t *vm;
     if (vmm_create(&c, &vm, &err) < 0) {
@@ -115,9 +118,12 @@ static int agent(const char *initrd)
         snprintf(kernel, sizeof(kernel), "%s", env);
     else if (find_cached("bzImage", kernel, sizeof(kernel)) != 0)
         thaw_test_skip("no bzImage in ~/.cache/thaw/kernel/ (guest/kernel/build.sh)");
-    vmm_config_t c = {.kernel_path = kernel, .initrd_path = initrd,
+    vmm_config_t c = {.kernel_path = kernel,
+                      .initrd_path = initrd,
                       .cmdline = "console=ttyS0 quiet panic=-1 reboot=k",
-                      .mem_bytes = 256ull << 20, .vcpus = 2, .agent_console = true};
+                      .mem_bytes = 256ull << 20,
+                      .vcpus = 2,
+                      .agent_console = true};
     thaw_err_t err;
     vmm_t *vm = NULL;
     if (vmm_create(&c, &vm, &err) < 0 || vmm_start(vm, &err) < 0) {
@@ -136,8 +142,8 @@ static int agent(const char *initrd)
         agent_exec_req_t req = {.argv = argv, .timeout_ms = 10000};
         rc = agent_client_exec(cl, &req, &res, &err);
     }
-    bool ok = rc == 0 && res.exit_code == 0 && res.out &&
-              strstr((char *)res.out, "hello-from-guest");
+    bool ok =
+        rc == 0 && res.exit_code == 0 && res.out && strstr((char *)res.out, "hello-from-guest");
     if (!ok) {
         vmm_console_read(vm, console, sizeof(console), NULL);
         printf("FAIL: %s\nconsole:\n%s\n", rc ? err.msg : "wrong output", console);

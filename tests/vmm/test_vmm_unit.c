@@ -273,8 +273,8 @@ static void test_virtqueue_rejects_lies(void **state)
     vmm_vq_chain_t c;
     /* a good two-descriptor chain: readable then writable */
     vq_setup(&f);
-    f.desc[0] = (struct vring_desc){.addr = 0x20000, .len = 100, .flags = VRING_DESC_F_NEXT,
-                                    .next = 1};
+    f.desc[0] =
+        (struct vring_desc){.addr = 0x20000, .len = 100, .flags = VRING_DESC_F_NEXT, .next = 1};
     f.desc[1] = (struct vring_desc){.addr = 0x21000, .len = 50, .flags = VRING_DESC_F_WRITE};
     vq_post(&f, 0);
     assert_int_equal(vmm__vq_pop(&f.vio, 0, &c), 1);
@@ -293,15 +293,14 @@ static void test_virtqueue_rejects_lies(void **state)
         uint16_t head;
         uint16_t avail_jump;
     } lies[] = {
-        {{{.addr = MEM - 10, .len = 100}}, 0, 0},                          /* past RAM */
-        {{{.addr = UINT64_MAX - 10, .len = 100}}, 0, 0},                   /* wraps */
+        {{{.addr = MEM - 10, .len = 100}}, 0, 0},        /* past RAM */
+        {{{.addr = UINT64_MAX - 10, .len = 100}}, 0, 0}, /* wraps */
         {{{.addr = 0x20000, .len = 10, .flags = VRING_DESC_F_NEXT, .next = 0}}, 0, 0}, /* loop */
         {{{.addr = 0x20000, .len = 10, .flags = VRING_DESC_F_NEXT, .next = 9}}, 0, 0}, /* next */
         {{{.addr = 0x20000, .len = 10, .flags = VRING_DESC_F_INDIRECT}}, 0, 0},
         {{{.addr = 0x20000, .len = 10}}, 8, 0},  /* head out of range */
         {{{.addr = 0x20000, .len = 10}}, 0, 20}, /* avail index far ahead */
-        {{{.addr = 0x20000, .len = 10, .flags = VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
-           .next = 1},
+        {{{.addr = 0x20000, .len = 10, .flags = VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, .next = 1},
           {.addr = 0x20000, .len = 10}},
          0,
          0}, /* readable after writable */
@@ -324,9 +323,12 @@ static void test_virtqueue_rejects_lies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mem_layout),      cmocka_unit_test(test_gpa_bounds),
-        cmocka_unit_test(test_cpuid_adjust),    cmocka_unit_test(test_mptable),
-        cmocka_unit_test(test_load_bzimage),    cmocka_unit_test(test_load_elf_checks),
+        cmocka_unit_test(test_mem_layout),
+        cmocka_unit_test(test_gpa_bounds),
+        cmocka_unit_test(test_cpuid_adjust),
+        cmocka_unit_test(test_mptable),
+        cmocka_unit_test(test_load_bzimage),
+        cmocka_unit_test(test_load_elf_checks),
         cmocka_unit_test(test_virtqueue_rejects_lies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

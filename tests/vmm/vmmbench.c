@@ -103,8 +103,8 @@ static void bench_exits(const char *name, const char *test, long n)
         bestn = b < bestn ? b : bestn;
     }
     double per = bestn > best0 ? (double)(bestn - best0) / (double)n : 0;
-    printf("%-29s %.2f us per exit  (n=%ld, best of 3, includes the emulated guest loop)\n",
-           name, per / 1000.0, n);
+    printf("%-29s %.2f us per exit  (n=%ld, best of 3, includes the emulated guest loop)\n", name,
+           per / 1000.0, n);
 }
 
 typedef struct {

@@ -26,11 +26,11 @@ _Static_assert(sizeof(vmm_uart_state_t) == 16, "vmm_uart_state_t layout");
 #define VMM_VIRTIO_MAX_QUEUES    2
 
 typedef struct vmm_virtq_state {
-    uint32_t num;   /* queue size the driver chose */
-    uint32_t ready; /* QueueReady */
+    uint32_t num;                  /* queue size the driver chose */
+    uint32_t ready;                /* QueueReady */
     uint64_t desc, driver, device; /* guest-physical ring addresses */
-    uint16_t last_avail; /* next avail entry the device reads */
-    uint16_t used_idx;   /* next used index the device writes */
+    uint16_t last_avail;           /* next avail entry the device reads */
+    uint16_t used_idx;             /* next used index the device writes */
     uint32_t reserved;
 } vmm_virtq_state_t;
 _Static_assert(sizeof(vmm_virtq_state_t) == 40, "vmm_virtq_state_t layout");

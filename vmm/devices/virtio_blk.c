@@ -27,7 +27,7 @@ typedef struct blk_req {
     bool busy;
     uint16_t head;
     uint8_t *status;
-    uint32_t expect; /* bytes the I/O must transfer */
+    uint32_t expect;  /* bytes the I/O must transfer */
     uint32_t written; /* bytes written into guest buffers on success (before status) */
     unsigned n;
     struct iovec iov[VMM_VQ_MAX_IOV];

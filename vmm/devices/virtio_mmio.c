@@ -91,8 +91,8 @@ static bool queue_fits(vmm_virtio_t *vio, const vmm_virtq_state_t *q)
 {
     uint64_t n = q->num;
     return vmm__gpa(vio->vm, q->desc, 16 * n) && vmm__gpa(vio->vm, q->driver, 6 + 2 * n) &&
-           vmm__gpa(vio->vm, q->device, 6 + 8 * n) && (q->desc & 15) == 0 &&
-           (q->driver & 1) == 0 && (q->device & 3) == 0;
+           vmm__gpa(vio->vm, q->device, 6 + 8 * n) && (q->desc & 15) == 0 && (q->driver & 1) == 0 &&
+           (q->device & 3) == 0;
 }
 
 static vmm_virtq_state_t *cur_queue(vmm_virtio_t *vio)
@@ -162,8 +162,8 @@ static void write_status(vmm_virtio_t *vio, uint32_t v)
          * the driver re-reads status to learn it was refused. */
         uint64_t f = vio->s.driver_features;
         if ((f & ~vio->s.device_features) || !(f & (1ull << VIRTIO_F_VERSION_1))) {
-            vmm__device_error(vio->vm, vio->dev->ops->name,
-                              "driver features 0x%llx not acceptable", (unsigned long long)f);
+            vmm__device_error(vio->vm, vio->dev->ops->name, "driver features 0x%llx not acceptable",
+                              (unsigned long long)f);
             v &= ~(uint32_t)VIRTIO_CONFIG_S_FEATURES_OK;
         }
     }
@@ -326,8 +326,7 @@ int vmm__virtio_create(vmm_t *vm, const vmm_virtio_ops_t *ops, void *priv, vmm_v
     vio->s.device_id = ops->device_id;
     vio->s.device_features = ops->features | (1ull << VIRTIO_F_VERSION_1);
 
-    const vmm_device_ops_t *dops =
-        ops->device_id == 3 ? &virtio_console_dev : &virtio_blk_dev;
+    const vmm_device_ops_t *dops = ops->device_id == 3 ? &virtio_console_dev : &virtio_blk_dev;
     vmm_device_t *d;
     int rc = vmm__device_new(vm, dops, vio, &d);
     if (rc < 0) {

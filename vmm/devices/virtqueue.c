@@ -47,8 +47,8 @@ int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
     if (pending == 0)
         return 0;
     if (pending > num) {
-        vmm__virtio_fail(vio, "queue %u: avail index %u is %u ahead of %u (size %u)", qi,
-                         avail_idx, pending, q->last_avail, num);
+        vmm__virtio_fail(vio, "queue %u: avail index %u is %u ahead of %u (size %u)", qi, avail_idx,
+                         pending, q->last_avail, num);
         return -EINVAL;
     }
     uint16_t head = load16(&avail->ring[q->last_avail % num]);
@@ -74,8 +74,8 @@ int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
         bool writable = d.flags & VRING_DESC_F_WRITE;
         void *p = vmm__gpa(vio->vm, d.addr, d.len);
         if (!p) {
-            vmm__virtio_fail(vio, "queue %u: descriptor %u: 0x%llx+%u outside guest memory", qi,
-                             id, (unsigned long long)d.addr, d.len);
+            vmm__virtio_fail(vio, "queue %u: descriptor %u: 0x%llx+%u outside guest memory", qi, id,
+                             (unsigned long long)d.addr, d.len);
             return -EINVAL;
         }
         if (!writable && c->n != c->n_out) {

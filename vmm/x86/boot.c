@@ -24,12 +24,12 @@
 #define E820_RAM  1
 #define E820_RSVD 2
 
-#define CR0_PE 1ull
-#define CR0_MP (1ull << 1)
-#define CR0_ET (1ull << 4)
-#define CR0_NE (1ull << 5)
-#define CR0_PG (1ull << 31)
-#define CR4_PAE (1ull << 5)
+#define CR0_PE   1ull
+#define CR0_MP   (1ull << 1)
+#define CR0_ET   (1ull << 4)
+#define CR0_NE   (1ull << 5)
+#define CR0_PG   (1ull << 31)
+#define CR4_PAE  (1ull << 5)
 #define EFER_LME (1ull << 8)
 #define EFER_LMA (1ull << 10)
 
@@ -121,9 +121,9 @@ int vmm_arch_boot_setup(vmm_t *vm, const vmm_config_t *cfg, const vmm_kernel_ima
 
     if (vm->n_vcpus > 1) {
         uint8_t *mp = vmm__gpa(vm, VMM_MPTABLE_ADDR, VMM_EBDA_END - VMM_MPTABLE_ADDR);
-        int n = vmm_arch_mptable_build(mp, VMM_EBDA_END - VMM_MPTABLE_ADDR,
-                                       (uint32_t)VMM_MPTABLE_ADDR, vm->n_vcpus,
-                                       (uint8_t)vm->n_vcpus, 16);
+        int n =
+            vmm_arch_mptable_build(mp, VMM_EBDA_END - VMM_MPTABLE_ADDR, (uint32_t)VMM_MPTABLE_ADDR,
+                                   vm->n_vcpus, (uint8_t)vm->n_vcpus, 16);
         if (n < 0)
             return thaw_err_set(err, ENOSPC, "MP table for %u vCPUs does not fit", vm->n_vcpus);
     }
@@ -160,8 +160,8 @@ int vmm_arch_vcpu_boot_regs(vmm_t *vm, vmm_vcpu_t *v, thaw_err_t *err)
         return thaw_err_sys(err, errno, "vcpu %u: KVM_GET_SREGS", v->id);
     s.cs = seg(BOOT_CS, 0xb, true);
     s.ds = s.es = s.fs = s.gs = s.ss = seg(BOOT_DS, 0x3, false);
-    s.tr = (struct kvm_segment){.base = 0, .limit = 0x67, .selector = BOOT_TSS, .type = 0xb,
-                                .present = 1};
+    s.tr = (struct kvm_segment){
+        .base = 0, .limit = 0x67, .selector = BOOT_TSS, .type = 0xb, .present = 1};
     s.ldt = (struct kvm_segment){.selector = 0, .type = 0x2, .present = 1, .limit = 0xffff};
     s.gdt.base = VMM_GDT_ADDR;
     s.gdt.limit = 5 * 8 - 1;

@@ -70,9 +70,9 @@ static uint8_t sum8(const uint8_t *p, size_t n)
 int vmm_arch_mptable_build(uint8_t *buf, size_t len, uint32_t gpa, unsigned n_vcpus,
                            uint8_t ioapic_id, unsigned n_irqs)
 {
-    size_t need = sizeof(struct mpf) + sizeof(struct mpc_table) +
-                  n_vcpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
-                  sizeof(struct mpc_ioapic) + (n_irqs + 2) * sizeof(struct mpc_intsrc);
+    size_t need = sizeof(struct mpf) + sizeof(struct mpc_table) + n_vcpus * sizeof(struct mpc_cpu) +
+                  sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic) +
+                  (n_irqs + 2) * sizeof(struct mpc_intsrc);
     if (need > len || n_vcpus == 0 || n_vcpus > 255)
         return -ENOSPC;
     memset(buf, 0, need);
@@ -88,9 +88,12 @@ int vmm_arch_mptable_build(uint8_t *buf, size_t len, uint32_t gpa, unsigned n_vc
     uint8_t *p = base + sizeof(*t);
     unsigned count = 0;
     for (unsigned i = 0; i < n_vcpus; i++, count++) {
-        struct mpc_cpu c = {.type = 0, .apicid = (uint8_t)i, .apicver = 0x14,
+        struct mpc_cpu c = {.type = 0,
+                            .apicid = (uint8_t)i,
+                            .apicver = 0x14,
                             .cpuflag = (uint8_t)(1 | (i == 0 ? 2 : 0)), /* enabled, BSP */
-                            .cpufeature = 0x600, .featureflag = 0x201 /* fpu, apic */};
+                            .cpufeature = 0x600,
+                            .featureflag = 0x201 /* fpu, apic */};
         memcpy(p, &c, sizeof(c));
         p += sizeof(c);
     }
@@ -99,15 +102,22 @@ int vmm_arch_mptable_build(uint8_t *buf, size_t len, uint32_t gpa, unsigned n_vc
     memcpy(p, &bus, sizeof(bus));
     p += sizeof(bus);
     count++;
-    struct mpc_ioapic io = {.type = 2, .apicid = ioapic_id, .apicver = 0x11, .flags = 1,
+    struct mpc_ioapic io = {.type = 2,
+                            .apicid = ioapic_id,
+                            .apicver = 0x11,
+                            .flags = 1,
                             .apicaddr = (uint32_t)VMM_IOAPIC_ADDR};
     memcpy(p, &io, sizeof(io));
     p += sizeof(io);
     count++;
     for (unsigned irq = 0; irq < n_irqs; irq++, count++) {
         /* ISA IRQ n -> IOAPIC pin n, bus defaults (edge, active high) */
-        struct mpc_intsrc s = {.type = 3, .irqtype = 0, .irqflag = 0, .srcbus = 0,
-                               .srcbusirq = (uint8_t)irq, .dstapic = ioapic_id,
+        struct mpc_intsrc s = {.type = 3,
+                               .irqtype = 0,
+                               .irqflag = 0,
+                               .srcbus = 0,
+                               .srcbusirq = (uint8_t)irq,
+                               .dstapic = ioapic_id,
                                .dstirq = (uint8_t)irq};
         memcpy(p, &s, sizeof(s));
         p += sizeof(s);

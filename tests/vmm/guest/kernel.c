@@ -69,8 +69,11 @@ static inline u8 inb(u16 port)
 static void set_gate(unsigned vec, void *fn)
 {
     u64 a = (u64)fn;
-    idt[vec] = (struct idt_entry){.off0 = (u16)a, .sel = 0x10, .flags = 0x8e00,
-                                  .off1 = (u16)(a >> 16), .off2 = (u32)(a >> 32)};
+    idt[vec] = (struct idt_entry){.off0 = (u16)a,
+                                  .sel = 0x10,
+                                  .flags = 0x8e00,
+                                  .off1 = (u16)(a >> 16),
+                                  .off2 = (u32)(a >> 32)};
 }
 
 struct desc_ptr {
@@ -131,9 +134,9 @@ long k_syscall(long nr, long a, long b, long c)
         return 0;
     case SYS_TIMER:
         wrmsr(0x1b, rdmsr(0x1b) | (3u << 10)); /* APIC enabled, x2APIC mode */
-        wrmsr(0x80f, 0x1ff);                    /* SVR: enabled, spurious 0xff */
-        wrmsr(0x83e, 0xb);                      /* divide by 1 */
-        wrmsr(0x832, 0x40 | (1u << 17));        /* periodic, vector 0x40 */
+        wrmsr(0x80f, 0x1ff);                   /* SVR: enabled, spurious 0xff */
+        wrmsr(0x83e, 0xb);                     /* divide by 1 */
+        wrmsr(0x832, 0x40 | (1u << 17));       /* periodic, vector 0x40 */
         wrmsr(0x838, (u64)a);
         return 0;
     case SYS_OUTB:

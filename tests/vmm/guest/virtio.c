@@ -196,8 +196,8 @@ static int blk_req(u32 type, u64 sector, u8 *data, u32 len)
     int wflag = type == 0 ? 2 : 0;
     v->desc[0] = (struct desc){.addr = (u64)&hdrs[0], .len = 16, .flags = 1, .next = 1};
     if (len) {
-        v->desc[1] = (struct desc){.addr = (u64)data, .len = len, .flags = (u16)(1 | wflag),
-                                   .next = 2};
+        v->desc[1] =
+            (struct desc){.addr = (u64)data, .len = len, .flags = (u16)(1 | wflag), .next = 2};
         v->desc[2] = (struct desc){.addr = (u64)&status[0], .len = 1, .flags = 2};
     } else {
         v->desc[0].next = 2;
