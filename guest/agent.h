@@ -23,11 +23,12 @@ typedef enum agent_mode {
     AGENT_MODE_VM,       /* PID 1 of a microVM: mounts, hostname, /dev/hvc0, reboot */
 } agent_mode_t;
 
-#define AGENT_MAX_PROCS   256u          /* execs in flight */
-#define AGENT_MAX_STDIN   (16u << 20)   /* buffered stdin per exec */
-#define AGENT_MAX_CAP     (1ull << 32)  /* largest output cap honoured */
-#define AGENT_DEFAULT_CAP (1u << 20)    /* output cap when EXEC sends none */
-#define AGENT_LINGER_NS   1000000000ull /* pipe drain after the main process exits */
+#define AGENT_PORT_NAME   "org.thaw.agent" /* virtio-serial port name */
+#define AGENT_MAX_PROCS   256u             /* execs in flight */
+#define AGENT_MAX_STDIN   (16u << 20)      /* buffered stdin per exec */
+#define AGENT_MAX_CAP     (1ull << 32)     /* largest output cap honoured */
+#define AGENT_DEFAULT_CAP (1u << 20)       /* output cap when EXEC sends none */
+#define AGENT_LINGER_NS   1000000000ull    /* pipe drain after the main process exits */
 
 typedef struct agent_proc {
     uint32_t id;

@@ -6,9 +6,9 @@
  *
  * Mode (THAW_AGENT_MODE=vm|sentry|test overrides the guess):
  *   vm      PID 1 without THAW_AGENT_FD: a microVM's init.  Mounts /proc,
- *           /sys, /dev, /tmp, /run, sets the hostname, talks over /dev/hvc0
- *           (THAW_AGENT_DEV overrides), reopens it after a broken session and
- *           never exits.
+ *           /sys, /dev, /tmp, /run, sets the hostname, talks over a
+ *           virtio-console (find_vm_channel), reopens it after a broken
+ *           session and never exits.
  *   sentry  PID 1 with THAW_AGENT_FD: a sentry sandbox's pid namespace.
  *           Reaps orphans, mounts nothing, exits when the channel closes
  *           (which tears the namespace down).
@@ -17,6 +17,7 @@
  */
 #include "guest/agent.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -75,6 +76,40 @@ static int open_console(const char *dev)
     }
     tcflush(fd, TCIOFLUSH);
     return fd;
+}
+
+/*
+ * The VM's channel: THAW_AGENT_DEV if set; else a virtio-serial port named
+ * org.thaw.agent (multiport virtio-console; its name is in sysfs, since an
+ * initramfs has no udev for /dev/virtio-ports/); else /dev/hvc0, the first
+ * port of a plain virtio-console.
+ */
+static const char *find_vm_channel(char *buf, size_t size)
+{
+    const char *dev = getenv("THAW_AGENT_DEV");
+    if (dev)
+        return dev;
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], name[64] = "";
+        snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        if (fgets(name, sizeof(name), f) && !strcmp(name, AGENT_PORT_NAME "\n")) {
+            snprintf(buf, size, "/dev/%s", e->d_name);
+            fclose(f);
+            closedir(d);
+            return buf;
+        }
+        fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return "/dev/hvc0";
 }
 
 static int serve(agent_t *a)
@@ -176,9 +211,8 @@ int main(int argc, char **argv)
     }
 
     if (a.mode == AGENT_MODE_VM && !fd_env) {
-        const char *dev = getenv("THAW_AGENT_DEV");
-        if (!dev)
-            dev = "/dev/hvc0";
+        char devbuf[300];
+        const char *dev = find_vm_channel(devbuf, sizeof(devbuf));
         a.chan_reopenable = true;
         for (;;) {
             a.chan_fd = open_console(dev);
@@ -193,6 +227,8 @@ int main(int argc, char **argv)
             agent__kill_all(&a);
             close(a.chan_fd);
             a.rlen = 0;
+            /* a port with no host behind it reads EOF at once: do not spin */
+            usleep(200000);
             /* a PID 1 never exits; pending execs report into the new session */
         }
     }
