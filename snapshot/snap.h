@@ -183,8 +183,11 @@ typedef struct snap_base snap_base_t;
  * chunk could not be read or failed its checksum).  The faulting access is
  * NOT satisfied with wrong bytes: the chunk's pages are replaced by a mapping
  * that raises SIGBUS for an ordinary thread and makes KVM_RUN fail with
- * -EFAULT for a vCPU.  The callback runs on the fault thread: it must not
- * call snap_mem_destroy; it should tell the owner to kill the sandbox.
+ * -EFAULT for a vCPU (or, when KVM was emulating the instruction, exit with
+ * KVM_EXIT_MMIO at an address inside a RAM slot: treat both as fatal).  The
+ * callback runs on the fault thread before the faulting access is released;
+ * it must not call snap_mem_abort/snap_mem_destroy; it should tell the
+ * owner to kill the sandbox.
  */
 typedef void (*snap_mem_error_cb)(void *opaque, const thaw_err_t *err);
 
@@ -251,6 +254,7 @@ int snap_mem_workingset_save(snap_mem_t *mem, thaw_err_t *err);
 void snap_mem_abort(snap_mem_t *mem);
 
 /*
+ * Not to be called concurrently with snap_mem_abort on the same memory.
  * Stop the fault thread (cleanly, even with faults and reads in flight:
  * blocked faulters are released as by snap_mem_abort), unmap every region,
  * drop the references on the snapshot and base.  The caller must make sure
