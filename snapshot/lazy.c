@@ -286,15 +286,19 @@ static void complete(snap_mem_t *mem, struct slot *sl, int res)
         lz->prefetch_busy--;
 }
 
-static void reap(snap_mem_t *mem)
+/* Install every completed read; returns how many there were. */
+static unsigned reap(snap_mem_t *mem)
 {
     struct io_uring_cqe *cqe;
+    unsigned n = 0;
     while (io_uring_peek_cqe(&mem->lazy->ring, &cqe) == 0) {
         struct slot *sl = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&mem->lazy->ring, cqe);
         complete(mem, sl, res);
+        n++;
     }
+    return n;
 }
 
 static void on_fault(snap_mem_t *mem, uint64_t addr)
@@ -405,7 +409,11 @@ static void *fault_thread(void *arg)
         reap(mem);
         if (pfd[0].revents & POLLIN)
             read_faults(mem);
-        pump(mem);
+        /* Reads of cached data complete inside io_uring_submit: install
+         * them now rather than after another trip through poll. */
+        do
+            pump(mem);
+        while (reap(mem));
     }
     /* Stopping: let the reads in flight land before their buffers go; their
      * chunks are not installed (the regions are about to be poisoned). */
