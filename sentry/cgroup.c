@@ -200,3 +200,41 @@ void sentry__cgroup_destroy(sentry_cgroup_t *cg)
     }
     cg->n = 0;
 }
+
+/* One hierarchy's parent directory: remove sandboxes of dead thawds. */
+static unsigned sweep_dir(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return 0;
+    unsigned n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int owner = 0;
+        if (sscanf(de->d_name, "sb-%d-", &owner) != 1 || owner <= 0)
+            continue;
+        if (kill(owner, 0) == 0 || errno != ESRCH)
+            continue; /* its thawd still runs (or we cannot tell) */
+        sentry_cgroup_t cg = {.version = 1, .n = 1};
+        snprintf(cg.path[0], sizeof(cg.path[0]), "%s/%s", parent, de->d_name);
+        /* SIGKILL to each listed process; PID 1 takes its namespace along. */
+        kill_listed(cg.path[0]);
+        sentry__cgroup_destroy(&cg);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+unsigned sentry__cgroup_sweep(void)
+{
+    unsigned n = 0;
+    if (is_v2()) {
+        n += sweep_dir(CG_ROOT "/" CG_PARENT);
+    } else {
+        n += sweep_dir(CG_ROOT "/pids/" CG_PARENT);
+        n += sweep_dir(CG_ROOT "/memory/" CG_PARENT);
+        n += sweep_dir(CG_ROOT "/cpu/" CG_PARENT);
+    }
+    return n;
+}

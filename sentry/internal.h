@@ -120,6 +120,10 @@ int sentry__cgroup_create(sentry_cgroup_t *cg, const char *name, const sentry_li
 int sentry__cgroup_attach(const sentry_cgroup_t *cg, pid_t pid, thaw_err_t *err);
 /* Kill whatever is left and remove the directories (retrying while busy). */
 void sentry__cgroup_destroy(sentry_cgroup_t *cg);
+/* Remove the cgroups (and kill the sandboxes) of thawd processes that died
+ * without destroying them; their names carry the owner's pid.  Returns how
+ * many directories went. */
+unsigned sentry__cgroup_sweep(void);
 
 /* ---- the child between clone3 and exec (child.c) ------------------------ */
 

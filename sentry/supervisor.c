@@ -282,6 +282,10 @@ int sentry_supervisor_create(const sentry_supervisor_config_t *cfg, sentry_super
     for (int nr = 0; nr < SENTRY_NR_MAX; nr++)
         sup->names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 
+    unsigned swept = sentry__cgroup_sweep();
+    if (swept)
+        thaw_warn("sentry", "stale_sandboxes", "removed=%u", swept);
+
     sup->epfd = epoll_create1(EPOLL_CLOEXEC);
     sup->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sup->epfd < 0 || sup->wakefd < 0) {

@@ -731,6 +731,64 @@ static void body_create_errors(void)
     unlink(e.logpath);
 }
 
+/* Running (not gone, not a zombie waiting for a reaper). */
+static bool running(int pid)
+{
+    char p[64], buf[256];
+    snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+    FILE *f = fopen(p, "re");
+    if (!f)
+        return false;
+    bool r = fgets(buf, sizeof(buf), f) && strrchr(buf, ')') && strrchr(buf, ')')[2] != 'Z';
+    fclose(f);
+    return r;
+}
+
+/* thawd died without destroying its sandboxes: the next supervisor finds
+ * their cgroups by the dead owner's pid, kills them and removes the dirs. */
+static void body_stale_sandbox_swept(void)
+{
+    int pfd[2];
+    CHECK(pipe(pfd) == 0, "pipe");
+    pid_t crasher = fork();
+    CHECK(crasher >= 0, "fork");
+    if (crasher == 0) {
+        env_t e = {0};
+        sentry_config_t cfg;
+        cfg_default(&cfg);
+        env_sup(&e);
+        thaw_err_t err = {0};
+        sentry_t *sb;
+        if (sentry_create(e.sup, &cfg, &sb, &err) < 0)
+            _exit(1);
+        int pid1 = sentry_pid(sb);
+        if (write(pfd[1], &pid1, sizeof(pid1)) != sizeof(pid1))
+            _exit(1);
+        unlink(e.logpath);
+        _exit(0); /* "crash": nothing destroyed */
+    }
+    close(pfd[1]);
+    int pid1 = 0;
+    CHECK(read(pfd[0], &pid1, sizeof(pid1)) == sizeof(pid1), "crasher reported nothing");
+    close(pfd[0]);
+    int st;
+    waitpid(crasher, &st, 0);
+    char dir[128];
+    snprintf(dir, sizeof(dir), "/sys/fs/cgroup/pids/thaw-sentry/sb-%d-1", (int)crasher);
+    if (access("/sys/fs/cgroup/pids", F_OK) != 0)
+        snprintf(dir, sizeof(dir), "/sys/fs/cgroup/thaw-sentry/sb-%d-1", (int)crasher);
+    CHECK(access(dir, F_OK) == 0, "no stale cgroup %s", dir);
+    CHECK(running(pid1), "the orphaned sandbox is not running");
+    env_t e = {0};
+    env_sup(&e); /* sweeps */
+    CHECK(access(dir, F_OK) != 0, "stale cgroup %s still there", dir);
+    for (int i = 0; i < 200 && running(pid1); i++)
+        usleep(5000); /* (its reaper is whatever adopted it) */
+    CHECK(!running(pid1), "the orphaned sandbox survived the sweep");
+    sentry_supervisor_destroy(e.sup);
+    unlink(e.logpath);
+}
+
 #define T(name)                                                                                    \
     static void name(void **state)                                                                 \
     {                                                                                              \
@@ -759,6 +817,7 @@ T(abuse_sigterm_ignored)
 T(escape_cross_sandbox)
 T(one_supervisor_thread)
 T(create_errors)
+T(stale_sandbox_swept)
 
 static void rm_tree(const char *dir)
 {
@@ -838,6 +897,7 @@ int main(void)
         cmocka_unit_test(escape_cross_sandbox),
         cmocka_unit_test(one_supervisor_thread),
         cmocka_unit_test(create_errors),
+        cmocka_unit_test(stale_sandbox_swept),
     };
     if (getenv("THAW_TEST_FILTER") && *getenv("THAW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
