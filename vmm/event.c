@@ -51,6 +51,49 @@ int vmm__event_mod(vmm_t *vm, int fd, uint32_t events)
     return -ENOENT;
 }
 
+/*
+ * The control eventfd: stop, or pause.  A pause first lets every device
+ * finish host-side work in flight (virtio-blk I/O), then parks until resume,
+ * so guest memory and device state stay still while a snapshot is taken.
+ * Returns false when the thread should exit.
+ */
+static bool control(vmm_t *vm)
+{
+    uint64_t cnt;
+    if (read(vm->event_stop_fd, &cnt, sizeof(cnt)) < 0) {
+        /* EAGAIN: already consumed; the flags below decide */
+    }
+    pthread_mutex_lock(&vm->lock);
+    bool pause = vm->pause_req && !atomic_load(&vm->stopping);
+    pthread_mutex_unlock(&vm->lock);
+    if (pause) {
+        for (unsigned i = 0; i < vm->n_devices; i++) {
+            vmm_device_t *d = vm->devices[i];
+            if (d->ops->quiesce) {
+                pthread_mutex_lock(&d->lock);
+                d->ops->quiesce(d);
+                pthread_mutex_unlock(&d->lock);
+            }
+        }
+        pthread_mutex_lock(&vm->lock);
+        vm->event_parked = true;
+        pthread_cond_broadcast(&vm->cond);
+        while (vm->pause_req && !atomic_load(&vm->stopping))
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        vm->event_parked = false;
+        pthread_mutex_unlock(&vm->lock);
+    }
+    return !atomic_load(&vm->stopping);
+}
+
+void vmm__event_wake(vmm_t *vm)
+{
+    uint64_t one = 1;
+    if (write(vm->event_stop_fd, &one, sizeof(one)) < 0) {
+        /* only fails on counter overflow */
+    }
+}
+
 static void *event_thread(void *arg)
 {
     vmm_t *vm = arg;
@@ -65,8 +108,11 @@ static void *event_thread(void *arg)
         }
         for (int i = 0; i < n; i++) {
             uint32_t idx = evs[i].data.u32;
-            if (idx == UINT32_MAX)
-                return NULL;
+            if (idx == UINT32_MAX) {
+                if (!control(vm))
+                    return NULL;
+                continue;
+            }
             if (idx < vm->n_events)
                 vm->events[idx].fn(vm->events[idx].ctx, evs[i].events);
         }
@@ -86,10 +132,11 @@ int vmm__event_start(vmm_t *vm)
 void vmm__event_stop(vmm_t *vm)
 {
     if (vm->event_started) {
-        uint64_t one = 1;
-        if (write(vm->event_stop_fd, &one, sizeof(one)) < 0) {
-            /* an eventfd write only fails on overflow, which one write cannot cause */
-        }
+        atomic_store(&vm->stopping, true);
+        pthread_mutex_lock(&vm->lock);
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+        vmm__event_wake(vm);
         pthread_join(vm->event_thread, NULL);
         vm->event_started = false;
     }

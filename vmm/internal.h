@@ -57,6 +57,8 @@ typedef struct vmm_device_ops {
     void (*read)(vmm_device_t *dev, uint64_t off, void *data, unsigned len);
     void (*write)(vmm_device_t *dev, uint64_t off, const void *data, unsigned len);
     void (*destroy)(vmm_device_t *dev);
+    /* Finish host-side work in flight (event thread, before a pause parks it). */
+    void (*quiesce)(vmm_device_t *dev);
 } vmm_device_ops_t;
 
 struct vmm_device {
@@ -165,6 +167,7 @@ struct vmm {
     int event_stop_fd;
     pthread_t event_thread;
     bool event_started;
+    bool event_parked; /* under lock */
     vmm_event_src_t events[VMM_EVENT_MAX];
     unsigned n_events;
 
@@ -195,9 +198,6 @@ void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu
 void vmm__device_error(vmm_t *vm, const char *dev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Raise (edge) a guest IRQ line through the in-kernel irqchip. */
-void vmm__irq_pulse(vmm_t *vm, unsigned irq);
-
 /* vCPU threads (vcpu.c) */
 int vmm__vcpu_create(vmm_t *vm, unsigned id, thaw_err_t *err);
 void vmm__vcpu_close(vmm_vcpu_t *vcpu);
@@ -212,6 +212,8 @@ void vmm__mem_free(vmm_t *vm);
 int vmm__event_init(vmm_t *vm);
 int vmm__event_start(vmm_t *vm);
 void vmm__event_stop(vmm_t *vm);
+/* Wake the event thread to look at pause_req / stopping. */
+void vmm__event_wake(vmm_t *vm);
 
 /* devices */
 int vmm__device_new(vmm_t *vm, const vmm_device_ops_t *ops, void *priv, vmm_device_t **out);

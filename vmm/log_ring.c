@@ -78,19 +78,30 @@ size_t vmm_console_read(vmm_t *vm, char *buf, size_t len, uint64_t *total)
 int vmm_console_wait_for(vmm_t *vm, const char *needle, int timeout_ms)
 {
     vmm_log_ring_t *r = &vm->console;
-    size_t cap = r->size + 1;
-    char *tmp = malloc(cap);
+    size_t nlen = strlen(needle);
+    if (nlen == 0 || nlen > r->size)
+        return nlen == 0;
+    /* Scan only what arrived since the last look, plus nlen - 1 bytes of
+     * overlap, so a chatty guest costs O(bytes), not O(ring) per byte. */
+    char *tmp = malloc(r->size + 1);
     if (!tmp)
         return 0;
     uint64_t deadline = thaw_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t scanned = 0;
     int found = 0;
     pthread_mutex_lock(&r->lock);
     for (;;) {
-        /* Zero bytes the guest printed would end strstr early: copy them as '.'. */
-        size_t n = copy_locked(r, tmp, cap);
-        for (size_t i = 0; i < n; i++)
-            if (tmp[i] == '\0')
-                tmp[i] = '.';
+        uint64_t oldest = r->total > r->size ? r->total - r->size : 0;
+        uint64_t from = scanned > nlen - 1 ? scanned - (nlen - 1) : 0;
+        if (from < oldest)
+            from = oldest;
+        size_t n = (size_t)(r->total - from);
+        for (size_t i = 0; i < n; i++) {
+            char ch = r->buf[(from + i) % r->size];
+            tmp[i] = ch ? ch : '.'; /* a NUL the guest printed must not end the search */
+        }
+        tmp[n] = '\0';
+        scanned = r->total;
         if (strstr(tmp, needle)) {
             found = 1;
             break;

@@ -81,6 +81,17 @@ static bool wait_runnable(vmm_vcpu_t *v)
     pthread_mutex_lock(&vm->lock);
     while (vm->pause_req && !atomic_load(&vm->stopping)) {
         if (!v->parked) {
+            /* A port or MMIO exit is only complete once KVM has seen the
+             * result (rip advanced, the read value in its register), which
+             * happens on the next KVM_RUN.  Enter with immediate_exit set so
+             * KVM finishes it and returns at once: the parked state is then
+             * consistent for a snapshot. */
+            __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&vm->lock);
+            ioctl(v->fd, KVM_RUN, 0);
+            pthread_mutex_lock(&vm->lock);
+            if (!vm->pause_req || atomic_load(&vm->stopping))
+                continue;
             v->parked = true;
             pthread_cond_broadcast(&vm->cond);
         }

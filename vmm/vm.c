@@ -92,14 +92,6 @@ void vmm__device_error(vmm_t *vm, const char *dev, const char *fmt, ...)
     thaw_warn("vmm", "device-error", "dev=%s msg=\"%s\"", dev, msg);
 }
 
-void vmm__irq_pulse(vmm_t *vm, unsigned irq)
-{
-    struct kvm_irq_level l = {.irq = irq, .level = 1};
-    ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
-    l.level = 0;
-    ioctl(vm->vm_fd, KVM_IRQ_LINE, &l);
-}
-
 /* Map a whole file read-only; the mapping is the caller's. */
 static int map_file(const char *path, const char *what, thaw_mapping_t *out, thaw_err_t *err)
 {
@@ -273,9 +265,11 @@ int vmm_pause(vmm_t *vm)
     pthread_mutex_unlock(&vm->lock);
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         vmm__vcpu_kick(&vm->vcpus[i]);
+    if (vm->event_started)
+        vmm__event_wake(vm);
     pthread_mutex_lock(&vm->lock);
     for (;;) {
-        bool all = true;
+        bool all = !vm->event_started || vm->event_parked;
         for (unsigned i = 0; i < vm->n_vcpus; i++)
             if (vm->vcpus[i].thread_started && !vm->vcpus[i].parked)
                 all = false;

@@ -25,12 +25,16 @@
 
 typedef struct uart {
     vmm_uart_state_t s;
+    int line; /* last level given to the irqchip, -1 unknown */
 } uart_t;
 
 static void update_irq(vmm_device_t *d)
 {
     uart_t *u = d->priv;
     int level = (u->s.ier & UART_IER_THRI) && u->s.thri_pending;
+    if (level == u->line)
+        return; /* one ioctl per change, not per byte */
+    u->line = level;
     struct kvm_irq_level l = {.irq = VMM_IRQ_COM1, .level = (uint32_t)level};
     ioctl(d->vm->vm_fd, KVM_IRQ_LINE, &l);
 }
@@ -145,6 +149,7 @@ int vmm__uart_create(vmm_t *vm)
         return -ENOMEM;
     u->s.version = VMM_UART_STATE_VERSION;
     u->s.mcr = 0x08; /* OUT2 */
+    u->line = -1;
     vmm_device_t *d;
     int rc = vmm__device_new(vm, &uart_ops, u, &d);
     if (rc < 0) {

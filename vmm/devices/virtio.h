@@ -35,6 +35,8 @@ typedef struct vmm_virtio_ops {
     /* The driver reset the device (device lock held). */
     void (*reset)(vmm_virtio_t *vio);
     void (*destroy)(vmm_virtio_t *vio);
+    /* Finish host-side work in flight before a pause (device lock held). */
+    void (*quiesce)(vmm_virtio_t *vio);
 } vmm_virtio_ops_t;
 
 struct vmm_virtio {

@@ -41,6 +41,7 @@ typedef struct blk {
     bool ro;
     uint64_t sectors;
     struct io_uring ring;
+    unsigned inflight; /* submitted, not yet reaped */
     blk_req_t req[VMM_VQ_MAX_SIZE];
 } blk_t;
 
@@ -118,6 +119,7 @@ static bool submit(blk_t *b, vmm_vq_chain_t *c)
         else
             io_uring_prep_writev(sqe, b->fd, r->iov, r->n, h.sector * SECTOR);
         io_uring_sqe_set_data64(sqe, c->head);
+        b->inflight++;
         r->expect = (uint32_t)bytes;
         r->written = in ? (uint32_t)bytes : 0;
         return false;
@@ -130,6 +132,7 @@ static bool submit(blk_t *b, vmm_vq_chain_t *c)
         }
         io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
         io_uring_sqe_set_data64(sqe, c->head);
+        b->inflight++;
         r->expect = 0;
         r->written = 0;
         return false;
@@ -163,20 +166,20 @@ static void blk_notify(vmm_virtio_t *vio, unsigned q)
         vmm__virtio_irq(vio);
 }
 
-static void on_completion(void *ctx, uint32_t events)
+/* Complete what io_uring finished (device lock held); wait for one first
+ * when `wait` (quiesce). */
+static void reap(blk_t *b, bool wait)
 {
-    blk_t *b = ctx;
-    uint64_t cnt;
-    if (read(b->efd, &cnt, sizeof(cnt)) < 0) {
-        /* spurious wake-up: the CQ is checked below anyway */
-    }
-    pthread_mutex_lock(&b->vio->dev->lock);
     struct io_uring_cqe *cqe;
     bool irq = false;
+    if (wait && b->inflight && io_uring_wait_cqe(&b->ring, &cqe) < 0)
+        return;
     while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
         uint64_t head = io_uring_cqe_get_data64(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&b->ring, cqe);
+        if (b->inflight)
+            b->inflight--;
         if (head >= VMM_VQ_MAX_SIZE || !b->req[head].busy)
             continue;
         blk_req_t *r = &b->req[head];
@@ -191,7 +194,31 @@ static void on_completion(void *ctx, uint32_t events)
     }
     if (irq)
         vmm__virtio_irq(b->vio);
+}
+
+static void on_completion(void *ctx, uint32_t events)
+{
+    blk_t *b = ctx;
+    uint64_t cnt;
+    if (read(b->efd, &cnt, sizeof(cnt)) < 0) {
+        /* spurious wake-up: the CQ is checked anyway */
+    }
+    pthread_mutex_lock(&b->vio->dev->lock);
+    reap(b, false);
     pthread_mutex_unlock(&b->vio->dev->lock);
+}
+
+/* Before a pause: every submitted request completes into the used ring, so
+ * a snapshot holds no I/O in flight. */
+static void blk_quiesce(vmm_virtio_t *vio)
+{
+    blk_t *b = vio->priv;
+    while (b->inflight) {
+        unsigned before = b->inflight;
+        reap(b, true);
+        if (b->inflight == before)
+            break; /* the ring failed: nothing more will complete */
+    }
 }
 
 static void blk_config(vmm_virtio_t *vio, uint64_t off, void *data, unsigned len)
@@ -232,6 +259,7 @@ static const vmm_virtio_ops_t blk_ops_rw = {
     .notify = blk_notify,
     .reset = blk_reset,
     .destroy = blk_destroy,
+    .quiesce = blk_quiesce,
 };
 
 static const vmm_virtio_ops_t blk_ops_ro = {
@@ -242,6 +270,7 @@ static const vmm_virtio_ops_t blk_ops_ro = {
     .notify = blk_notify,
     .reset = blk_reset,
     .destroy = blk_destroy,
+    .quiesce = blk_quiesce,
 };
 
 int vmm__virtio_blk_create(vmm_t *vm, const char *path, bool readonly, thaw_err_t *err)

@@ -296,10 +296,23 @@ static void virtio_destroy(vmm_device_t *d)
     free(vio);
 }
 
-static const vmm_device_ops_t virtio_console_dev = {
-    .name = "virtio-console", .read = mmio_read, .write = mmio_write, .destroy = virtio_destroy};
-static const vmm_device_ops_t virtio_blk_dev = {
-    .name = "virtio-blk", .read = mmio_read, .write = mmio_write, .destroy = virtio_destroy};
+static void virtio_quiesce(vmm_device_t *d)
+{
+    vmm_virtio_t *vio = d->priv;
+    if (vio->ops->quiesce)
+        vio->ops->quiesce(vio);
+}
+
+static const vmm_device_ops_t virtio_console_dev = {.name = "virtio-console",
+                                                    .read = mmio_read,
+                                                    .write = mmio_write,
+                                                    .destroy = virtio_destroy,
+                                                    .quiesce = virtio_quiesce};
+static const vmm_device_ops_t virtio_blk_dev = {.name = "virtio-blk",
+                                                .read = mmio_read,
+                                                .write = mmio_write,
+                                                .destroy = virtio_destroy,
+                                                .quiesce = virtio_quiesce};
 
 /* On failure priv has been released through ops->destroy (now or, once the
  * device is registered, by vmm_destroy). */
