@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -789,6 +790,61 @@ static void body_stale_sandbox_swept(void)
     unlink(e.logpath);
 }
 
+/* The pool creates and destroys from several threads at once. */
+typedef struct cc_arg {
+    sentry_supervisor_t *sup;
+    int ok;
+} cc_arg_t;
+
+static void *cc_worker(void *p)
+{
+    cc_arg_t *a = p;
+    sentry_config_t cfg;
+    cfg_default(&cfg);
+    for (int i = 0; i < 4; i++) {
+        sentry_t *sb;
+        agent_client_t *c;
+        thaw_err_t err = {0};
+        if (sentry_create(a->sup, &cfg, &sb, &err) < 0) {
+            fprintf(stderr, "create: %s\n", thaw_err_msg(&err));
+            return NULL;
+        }
+        if (agent_client_new(sentry_take_agent_fd(sb), &c, &err) < 0 ||
+            agent_client_wait_hello(c, 10000, NULL, &err) < 0) {
+            fprintf(stderr, "agent: %s\n", thaw_err_msg(&err));
+            sentry_destroy(sb);
+            return NULL;
+        }
+        const char *argv[] = {"cat", "/etc/hostname", NULL};
+        agent_exec_req_t req = {.argv = argv, .timeout_ms = 30000};
+        agent_exec_result_t res = {0};
+        if (agent_client_exec(c, &req, &res, &err) == 0 && res.out &&
+            !strcmp((char *)res.out, "sentry\n"))
+            a->ok++;
+        agent_exec_result_free(&res);
+        agent_client_destroy(c);
+        sentry_destroy(sb);
+    }
+    return NULL;
+}
+
+static void body_concurrent_create(void)
+{
+    env_t e = {0};
+    env_sup(&e);
+    cc_arg_t args[3] = {{e.sup, 0}, {e.sup, 0}, {e.sup, 0}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&t[i], NULL, cc_worker, &args[i]) == 0, "thread");
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK(args[i].ok == 4, "worker %d: %d of 4 sandboxes worked", i, args[i].ok);
+    CHECK(count_cgroups() == 0, "%d cgroups left", count_cgroups());
+    sentry_supervisor_destroy(e.sup);
+    unlink(e.logpath);
+}
+
 #define T(name)                                                                                    \
     static void name(void **state)                                                                 \
     {                                                                                              \
@@ -818,6 +874,7 @@ T(escape_cross_sandbox)
 T(one_supervisor_thread)
 T(create_errors)
 T(stale_sandbox_swept)
+T(concurrent_create)
 
 static void rm_tree(const char *dir)
 {
@@ -898,6 +955,7 @@ int main(void)
         cmocka_unit_test(one_supervisor_thread),
         cmocka_unit_test(create_errors),
         cmocka_unit_test(stale_sandbox_swept),
+        cmocka_unit_test(concurrent_create),
     };
     if (getenv("THAW_TEST_FILTER") && *getenv("THAW_TEST_FILTER"))
         cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
