@@ -108,6 +108,7 @@ void rpc__req_finish(rpc_req_t *req)
     srv->inflight--;
     req_free(req);
     rpc__conn_unref(c);
+    rpc__server_idle(srv);
 }
 
 static void work_cb(uv_work_t *w)

@@ -111,6 +111,8 @@ void rpc__send(rpc_conn_t *c, json_t *v);
 void rpc__notify(rpc_req_t *req, const char *method, json_t *params);
 /* Loop thread: deliver queued notifications now. */
 void rpc__notify_drain(rpc_server_t *srv);
+/* Loop thread: during shutdown, close what waited for the last request. */
+void rpc__server_idle(rpc_server_t *srv);
 
 /* dispatch.c */
 void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len);

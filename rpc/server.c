@@ -382,8 +382,16 @@ static void begin_shutdown(rpc_server_t *srv, const char *why)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->lease_timer, NULL);
-    uv_close((uv_handle_t *)&srv->notify_async, NULL);
+    /* Workers may still queue notes (and uv_async_send) until their requests
+     * end: the async handle closes with the last one (rpc__server_idle). */
+    rpc__server_idle(srv);
     /* The loop ends once in-flight work has come back and every handle is closed. */
+}
+
+void rpc__server_idle(rpc_server_t *srv)
+{
+    if (srv->stopping && srv->inflight == 0 && !uv_is_closing((uv_handle_t *)&srv->notify_async))
+        uv_close((uv_handle_t *)&srv->notify_async, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
