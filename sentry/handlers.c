@@ -228,10 +228,10 @@ static void as_sandbox(hctx_t *h)
     h->sup->cur_fsid = h->sb->host_uid;
 }
 
-static long do_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode)
+static long do_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
 {
     struct open_how how = {
-        .flags = flags, .mode = mode, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+        .flags = flags, .mode = mode, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve};
     return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
@@ -244,7 +244,7 @@ static bool wants_write(uint64_t flags)
 static void h_open(hctx_t *h)
 {
     const sentry_sysinfo_t *in = h->info;
-    uint64_t flags, mode = 0;
+    uint64_t flags, mode = 0, resolve = 0;
     if (h->nr == SYS_creat) {
         flags = O_CREAT | O_WRONLY | O_TRUNC;
         mode = arg(h, in->mode);
@@ -264,6 +264,9 @@ static void h_open(hctx_t *h)
         }
         flags = how.flags;
         mode = how.mode;
+        /* The caller's own restrictions only narrow ours. */
+        resolve = how.resolve &
+                  (RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED);
     } else {
         flags = arg(h, in->flags);
         mode = (flags & (O_CREAT | __O_TMPFILE)) ? arg(h, in->mode) : 0;
@@ -291,7 +294,8 @@ static void h_open(hctx_t *h)
     /* O_NONBLOCK so a FIFO cannot stall the supervisor; O_CLOEXEC on our
      * copy (the caller's flag goes to ADDFD). */
     long fd = do_openat2(h->sb->rootfd, hp.raw,
-                         (flags & ~(uint64_t)O_CLOEXEC) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
+                         (flags & ~(uint64_t)O_CLOEXEC) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode,
+                         resolve);
     int oerr = errno;
     if (fd < 0) {
         if ((oerr == ELOOP && !(flags & O_NOFOLLOW)) || oerr == EXDEV)
@@ -369,7 +373,7 @@ static void h_exec(hctx_t *h)
     if (sentry__areas_hidden(&h->sb->areas, hp.norm))
         return deny(h, ENOENT, "hidden path", hp.norm);
     as_sandbox(h);
-    long fd = do_openat2(h->sb->rootfd, hp.raw, O_PATH | O_CLOEXEC, 0);
+    long fd = do_openat2(h->sb->rootfd, hp.raw, O_PATH | O_CLOEXEC, 0, 0);
     int oerr = errno;
     if (fd < 0) {
         /* /proc/<pid>/exe (busybox re-executes itself through it) is the
