@@ -44,13 +44,19 @@ trap 'rm -f "$spec"' EXIT
     done
     echo "file /etc/passwd $here/passwd 0644"
     echo "file /etc/group $here/group 0644"
+    case "$flavour" in base | python) ;; *) die "unknown flavour '$flavour' (base or python)" ;; esac
     if [ "$flavour" = python ]; then
-        py=$(readlink -f "$(command -v python3)") || die "python3 missing"
-        ver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        echo "dir /usr/lib 0755"
+        # Debian's interpreter, not whatever python3 is first on PATH (a pyenv
+        # shim is a shell script); THAW_PYTHON overrides
+        py=$(readlink -f "${THAW_PYTHON:-/usr/bin/python3}")
+        [ -x "$py" ] || die "${THAW_PYTHON:-/usr/bin/python3}: no python3 (apt-get install python3)"
+        ldd "$py" >/dev/null 2>&1 || die "$py is not a dynamically linked ELF interpreter"
+        ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
         echo "file /usr/bin/python$ver $py 0755"
         echo "slink /usr/bin/python3 python$ver 0777"
         # the loader and every library python3 links, at the paths it expects
-        ldd "$py" | awk '/=>/ {print $3} /^\s*\/lib/ {print $1}' | sort -u | while read -r lib; do
+        ldd "$py" | awk '/=>/ {print $3} $1 ~ /^\// {print $1}' | sort -u | while read -r lib; do
             [ -f "$lib" ] || continue
             d=$(dirname "$lib")
             echo "dir $d 0755"
@@ -67,8 +73,7 @@ trap 'rm -f "$spec"' EXIT
                 elif [ -f "/$p" ]; then echo "file /$p /$p 0644"
                 fi
             done
-        # the lib-dynload extension modules live under the arch directory too
     fi
-} | awk '!seen[$0]++' >"$spec"
+} | awk '!seen[$0]++' >"$spec" || die "could not list the files for the $flavour flavour"
 python3 "$here/mkcpio.py" "$spec" "$out"
 echo "initramfs: $out ($flavour, $(stat -c %s "$out") bytes)" >&2
