@@ -63,17 +63,20 @@ static int create_v2(sentry_cgroup_t *cg, const char *name, const sentry_limits_
 {
     cg->version = 2;
     int rc;
-    /* Controllers must be enabled on every level above the leaf. */
-    if ((rc = write_file(CG_ROOT, "cgroup.subtree_control", "+memory +pids +cpu")) < 0)
-        return thaw_err_sys(err, -rc, "cgroup v2: enable controllers in " CG_ROOT);
+    /* Controllers must be enabled on every level above the leaf; memory
+     * and pids are required, cpu is used when the host offers it. */
+    if ((rc = write_file(CG_ROOT, "cgroup.subtree_control", "+memory +pids")) < 0)
+        return thaw_err_sys(err, -rc, "cgroup v2: enable memory and pids in " CG_ROOT);
+    (void)write_file(CG_ROOT, "cgroup.subtree_control", "+cpu");
     if ((rc = mkdir_p1(CG_ROOT "/" CG_PARENT)) < 0)
         return thaw_err_sys(err, -rc, "cgroup v2: mkdir " CG_ROOT "/" CG_PARENT);
-    if ((rc = write_file(CG_ROOT "/" CG_PARENT, "cgroup.subtree_control", "+memory +pids +cpu")) <
-        0)
-        return thaw_err_sys(err, -rc, "cgroup v2: enable controllers in " CG_PARENT);
+    if ((rc = write_file(CG_ROOT "/" CG_PARENT, "cgroup.subtree_control", "+memory +pids")) < 0)
+        return thaw_err_sys(err, -rc, "cgroup v2: enable memory and pids in " CG_PARENT);
+    (void)write_file(CG_ROOT "/" CG_PARENT, "cgroup.subtree_control", "+cpu");
     snprintf(cg->ctrl[0], sizeof(cg->ctrl[0]), "unified");
     snprintf(cg->path[0], sizeof(cg->path[0]), CG_ROOT "/" CG_PARENT "/%s", name);
-    if (mkdir(cg->path[0], 0755) < 0)
+    if (mkdir(cg->path[0], 0755) < 0 &&
+        (errno != EEXIST || rmdir(cg->path[0]) < 0 || mkdir(cg->path[0], 0755) < 0))
         return thaw_err_sys(err, errno, "cgroup v2: mkdir %s", cg->path[0]);
     cg->n = 1;
     char v[64];
@@ -87,7 +90,7 @@ static int create_v2(sentry_cgroup_t *cg, const char *name, const sentry_limits_
     /* v1 shares [2, 262144] onto v2 weight [1, 10000], as runc converts. */
     unsigned long long w = 1 + ((unsigned long long)(lim->cpu_shares - 2) * 9999) / 262142;
     snprintf(v, sizeof(v), "%llu", w);
-    if ((rc = write_file(cg->path[0], "cpu.weight", v)) < 0)
+    if ((rc = write_file(cg->path[0], "cpu.weight", v)) < 0 && rc != -ENOENT)
         return thaw_err_sys(err, -rc, "cgroup v2: %s/cpu.weight", cg->path[0]);
     return 0;
 }
