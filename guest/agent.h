@@ -39,6 +39,7 @@ typedef struct agent_proc {
     bool in_eof; /* close stdin once the buffer is written */
     uint64_t cap, sent;
     bool truncated;
+    bool pty;                       /* in_fd and out_fd are the master of a pseudo-terminal */
     uint64_t start_ns, deadline_ns; /* deadline 0 = none */
     bool timed_out;
     bool exited;

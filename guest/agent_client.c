@@ -685,8 +685,14 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     if (req->timeout_ms)
         agentwire_put_u32(&m, AGENTWIRE_T_TIMEOUT_MS, req->timeout_ms);
     agentwire_put_u64(&m, AGENTWIRE_T_OUTPUT_CAP, p->cap);
-    if (req->stdin_open)
-        agentwire_put_u32(&m, AGENTWIRE_T_FLAGS, AGENTWIRE_EXEC_STDIN_OPEN);
+    uint32_t flags =
+        (req->stdin_open ? AGENTWIRE_EXEC_STDIN_OPEN : 0) | (req->pty ? AGENTWIRE_EXEC_PTY : 0);
+    if (flags)
+        agentwire_put_u32(&m, AGENTWIRE_T_FLAGS, flags);
+    if (req->pty && req->pty_rows)
+        agentwire_put_u32(&m, AGENTWIRE_T_PTY_ROWS, req->pty_rows);
+    if (req->pty && req->pty_cols)
+        agentwire_put_u32(&m, AGENTWIRE_T_PTY_COLS, req->pty_cols);
     int r = submit(c, &m, AGENTWIRE_EXEC, id, p, x->deadline_ns, err);
     agentwire_msg_free(&m);
     if (r < 0) {

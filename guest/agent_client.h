@@ -71,6 +71,8 @@ typedef struct agent_exec_req {
     agent_output_fn on_output; /* optional: called for every chunk as it arrives */
     void *opaque;
     bool no_buffer; /* with on_output: do not keep output in the result */
+    bool pty;       /* run on a pseudo-terminal: stdout carries everything, tty echo included */
+    uint16_t pty_rows, pty_cols; /* its window size; 0 = the kernel's default */
 } agent_exec_req_t;
 
 typedef struct agent_exec_result {

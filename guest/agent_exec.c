@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +97,10 @@ static _Noreturn void child(const agentwire_exec_t *e, int in, int out, int err,
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
+    /* a pty becomes the new session's controlling terminal, so ^C, job
+     * control and isatty() behave as in a terminal */
+    if (e->flags & AGENTWIRE_EXEC_PTY)
+        ioctl(0, TIOCSCTTY, 0);
     /* everything else, the status pipe included, closes at exec */
     close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
     int step = 0;
@@ -133,6 +138,50 @@ static int make_pipe(int fds[2])
     return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
 }
 
+/*
+ * A pseudo-terminal in the shape of the three pipes: the child's ends are
+ * the slave (three descriptors, so the pipe code closes them as it would),
+ * the agent's are the master for output and a duplicate for input; stderr
+ * has no agent end, the terminal merges it into stdout.
+ */
+static int make_pty(int in[2], int out[2], int err[2], uint32_t rows, uint32_t cols)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0)
+        return -errno;
+    char name[64];
+    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof(name)) != 0) {
+        int e = errno;
+        close(m);
+        return -e;
+    }
+    if (rows || cols) {
+        struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+        ioctl(m, TIOCSWINSZ, &ws);
+    }
+    out[0] = m;
+    in[1] = fcntl(m, F_DUPFD_CLOEXEC, 3);
+    in[0] = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    out[1] = in[0] >= 0 ? fcntl(in[0], F_DUPFD_CLOEXEC, 3) : -1;
+    err[1] = in[0] >= 0 ? fcntl(in[0], F_DUPFD_CLOEXEC, 3) : -1;
+    if (in[1] < 0 || in[0] < 0 || out[1] < 0 || err[1] < 0)
+        return -errno;
+    return 0;
+}
+
+/* No more stdin: close the pipe, or on a pty send the EOF character (^D),
+ * since closing our duplicate of the master would not end the input. */
+static void stdin_done(agent_proc_t *pr)
+{
+    if (pr->in_fd < 0)
+        return;
+    if (pr->pty && write(pr->in_fd, "\x04", 1) < 0) {
+        /* best effort: the command may be gone already */
+    }
+    close(pr->in_fd);
+    pr->in_fd = -1;
+}
+
 int agent__exec_start(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
 {
     char why[AGENTWIRE_MAX_MSG];
@@ -159,9 +208,14 @@ int agent__exec_start(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
         r = -ENOMEM;
         goto fail;
     }
-    if ((r = make_pipe(in)) < 0 || (r = make_pipe(out)) < 0 || (r = make_pipe(err)) < 0 ||
-        (r = make_pipe(st)) < 0)
+    if (e.flags & AGENTWIRE_EXEC_PTY) {
+        if ((r = make_pty(in, out, err, e.pty_rows, e.pty_cols)) < 0 || (r = make_pipe(st)) < 0)
+            goto fail;
+        pr->pty = true;
+    } else if ((r = make_pipe(in)) < 0 || (r = make_pipe(out)) < 0 || (r = make_pipe(err)) < 0 ||
+               (r = make_pipe(st)) < 0) {
         goto fail;
+    }
     if (e.stdin_len) {
         pr->in_buf = malloc(e.stdin_len);
         if (!pr->in_buf) {
@@ -211,7 +265,8 @@ int agent__exec_start(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
     pr->err_fd = err[0];
     fcntl(pr->in_fd, F_SETFL, O_NONBLOCK);
     fcntl(pr->out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(pr->err_fd, F_SETFL, O_NONBLOCK);
+    if (pr->err_fd >= 0)
+        fcntl(pr->err_fd, F_SETFL, O_NONBLOCK);
     pr->in_eof = !(e.flags & AGENTWIRE_EXEC_STDIN_OPEN);
     pr->cap = e.output_cap ? e.output_cap : AGENT_DEFAULT_CAP;
     if (pr->cap > AGENT_MAX_CAP)
@@ -223,7 +278,7 @@ int agent__exec_start(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
     a->nprocs++;
     agentwire_exec_free(&e);
     if (pr->in_eof && pr->in_len == 0)
-        close_fd(&pr->in_fd);
+        stdin_done(pr);
 
     agentwire_msg_t m;
     agentwire_msg_init(&m, AGENTWIRE_STARTED, id);
@@ -290,7 +345,7 @@ int agent__exec_stdin(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
     if (s.eof)
         pr->in_eof = true;
     if (pr->in_eof && pr->in_off == pr->in_len)
-        close_fd(&pr->in_fd);
+        stdin_done(pr);
     return 0;
 }
 
@@ -390,7 +445,7 @@ int agent__proc_io(agent_t *a, agent_proc_t *pr, short out_rev, short err_rev, s
                 close_fd(&pr->in_fd); /* EPIPE: the command stopped reading */
         }
         if (pr->in_fd >= 0 && pr->in_eof && pr->in_off == pr->in_len)
-            close_fd(&pr->in_fd);
+            stdin_done(pr);
     }
     return 0;
 }

@@ -105,10 +105,13 @@ enum agentwire_tag {
     AGENTWIRE_T_AGENT_VER = 36,  /* str */
     AGENTWIRE_T_UPTIME = 37,     /* u64 ns of CLOCK_BOOTTIME at hello */
     AGENTWIRE_T_APPLIED = 38,    /* u32 0/1: THAW changed guest state */
+    AGENTWIRE_T_PTY_ROWS = 39,   /* u32: terminal size of a pty exec */
+    AGENTWIRE_T_PTY_COLS = 40,   /* u32 */
 };
 
 /* EXEC flags */
 #define AGENTWIRE_EXEC_STDIN_OPEN 0x1u /* keep stdin open for STDIN frames */
+#define AGENTWIRE_EXEC_PTY        0x2u /* a pseudo-terminal instead of pipes */
 /* SIGNAL flags */
 #define AGENTWIRE_SIGNAL_GROUP    0x1u /* signal the exec's whole process group */
 /* PUT flags */
@@ -215,6 +218,7 @@ typedef struct agentwire_exec {
     uint32_t timeout_ms;
     uint64_t output_cap; /* 0 = not sent */
     uint32_t flags;
+    uint32_t pty_rows, pty_cols; /* 0 = not sent */
 } agentwire_exec_t;
 
 int agentwire_parse_exec(const uint8_t *p, size_t len, agentwire_exec_t *out, char *msg,

@@ -140,9 +140,19 @@ static int exec_field(agentwire_exec_t *e, const agentwire_field_t *f, char *msg
         r = agentwire_field_u32(f, &e->flags);
         if (r < 0)
             return FIELD_FAIL("exec: flags", r);
-        if (e->flags & ~AGENTWIRE_EXEC_STDIN_OPEN)
+        if (e->flags & ~(AGENTWIRE_EXEC_STDIN_OPEN | AGENTWIRE_EXEC_PTY))
             return fail(msg, msgsz, -EINVAL, "exec: unknown flags 0x%x", e->flags);
         return 0;
+    case AGENTWIRE_T_PTY_ROWS:
+    case AGENTWIRE_T_PTY_COLS: {
+        uint32_t *dst = f->tag == AGENTWIRE_T_PTY_ROWS ? &e->pty_rows : &e->pty_cols;
+        r = agentwire_field_u32(f, dst);
+        if (r < 0)
+            return FIELD_FAIL("exec: pty size", r);
+        if (*dst > 65535)
+            return fail(msg, msgsz, -EINVAL, "exec: pty size %u out of range", *dst);
+        return 0;
+    }
     }
     return 0; /* unknown tags are skipped */
 }

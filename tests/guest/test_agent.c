@@ -235,6 +235,42 @@ static void test_exec_stream_callback(void **state)
     agent_exec_result_free(&r);
 }
 
+static void test_exec_pty(void **state)
+{
+    fixture_t *f = *state;
+    agent_exec_result_t r;
+    thaw_err_t err;
+    agent_exec_req_t req = {
+        .argv = (const char *const[]){"sh", "-c",
+                                      "test -t 0 && test -t 1 && test -t 2 && stty size && "
+                                      "echo to-stderr >&2",
+                                      NULL},
+        .pty = true,
+        .pty_rows = 40,
+        .pty_cols = 100,
+        .timeout_ms = 20000};
+    assert_int_equal(agent_client_exec(f->c, &req, &r, &err), 0);
+    assert_int_equal(r.exit_code, 0);
+    /* one stream, with the terminal's newline translation */
+    assert_string_equal((char *)r.out, "40 100\r\nto-stderr\r\n");
+    assert_int_equal(r.err_len, 0);
+    agent_exec_result_free(&r);
+
+    /* stdin through the terminal: echoed, then EOF (^D) ends cat */
+    agent_exec_req_t req2 = {.argv = (const char *const[]){"cat", NULL},
+                             .pty = true,
+                             .stdin_open = true,
+                             .timeout_ms = 20000};
+    agent_exec_t *x;
+    assert_int_equal(agent_exec_start(f->c, &req2, &x, &err), 0);
+    assert_int_equal(agent_exec_stdin(x, "hello\n", 6, true, &err), 0);
+    assert_int_equal(agent_exec_wait(x, &r, &err), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_false(r.timed_out);
+    assert_string_equal((char *)r.out, "hello\r\nhello\r\n");
+    agent_exec_result_free(&r);
+}
+
 static void test_exec_signal(void **state)
 {
     fixture_t *f = *state;
@@ -595,6 +631,7 @@ int main(void)
         T(test_exec_output_cap),
         T(test_exec_binary_stdin),
         T(test_exec_stream_callback),
+        T(test_exec_pty),
         T(test_exec_signal),
         T(test_exec_timeout_kills_tree),
         T(test_exec_rusage),

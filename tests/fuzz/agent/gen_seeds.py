@@ -21,6 +21,7 @@ seeds = {
     "exec": frame(1, 7, field(1, "sh") + field(1, "-c") + field(1, "echo hi") + field(2, "A=b")
                   + field(3, "/tmp") + u32(4, 1000) + u32(5, 1000) + field(6, b"\x00\x01\xff")
                   + u32(7, 5000) + u64(8, 1 << 20) + u32(9, 1)),
+    "exec_pty": frame(1, 8, field(1, "sh") + u32(9, 3) + u32(39, 40) + u32(40, 100)),
     "stdin": frame(2, 7, field(11, b"data") + u32(12, 1)),
     "signal": frame(3, 7, u32(13, 15) + u32(9, 1)),
     "put": frame(4, 8, field(14, "/tmp/x") + u32(15, 0o600) + u64(16, 0) + u32(9, 1) + field(11, b"hello")),
