@@ -8,9 +8,11 @@
  */
 #include "snapshot/snap-int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,41 @@ static int fsync_parent(const char *dir, thaw_err_t *err)
     if (pfd < 0 || fsync(pfd) < 0)
         return thaw_err_sys(err, errno, "fsync %s", parent);
     return 0;
+}
+
+/*
+ * Remove "<dir>.tmp.<pid>.<n>" directories whose writer is dead (killed
+ * mid-write): they are never valid targets and only take space.  A live
+ * pid, even a recycled one, keeps its directory: being conservative is
+ * cheap here.
+ */
+static void sweep_stale(const char *dir)
+{
+    _cleanup_free_ char *c1 = strdup(dir), *c2 = strdup(dir);
+    if (!c1 || !c2)
+        return;
+    const char *parent = dirname(c1), *base = basename(c2);
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    size_t blen = strlen(base);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int pid, n, end = 0;
+        if (strncmp(de->d_name, base, blen) != 0 || strncmp(de->d_name + blen, ".tmp.", 5) != 0)
+            continue;
+        if (sscanf(de->d_name + blen + 5, "%d.%d%n", &pid, &n, &end) != 2 ||
+            de->d_name[blen + 5 + (size_t)end] != '\0' || pid <= 0)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[4096];
+        if (snprintf(path, sizeof(path), "%s/%s", parent, de->d_name) < (int)sizeof(path)) {
+            thaw_info("snap", "stale_tmp_removed", "path=%s", path);
+            snap__remove_tree(path);
+        }
+    }
+    closedir(d);
 }
 
 static int write_into(int dfd, const snap_t *layout, const snap_region_t *regions,
@@ -118,6 +155,7 @@ int snap_write(const char *dir, const snap_region_t *regions, size_t nregions,
     if ((r = snap__layout_regions(&layout, err)) < 0)
         return thaw_err_wrap(err, "write snapshot '%s'", dir);
 
+    sweep_stale(dir);
     char tmp[4096];
     int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", dir, (int)getpid(),
                      atomic_fetch_add(&tmp_counter, 1));

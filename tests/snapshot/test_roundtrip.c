@@ -322,6 +322,29 @@ static void test_writer_rejects_bad_arguments(void **state)
     expect_write_error(r, 1, dup, 2, NULL, EINVAL, "duplicate id");
 }
 
+/* A dead writer's temporary directory is swept by the next write; a live
+ * writer's (ours) is left alone. */
+static void test_write_sweeps_stale_tmp_dirs(void **state)
+{
+    char dir[4096], dead[4200], live[4200];
+    snprintf(dir, sizeof(dir), "%s/sweep", root);
+    snprintf(dead, sizeof(dead), "%s.tmp.999999999.3", dir);
+    snprintf(live, sizeof(live), "%s.tmp.%d.77", dir, (int)getpid());
+    assert_int_equal(mkdir(dead, 0755), 0);
+    assert_int_equal(mkdir(live, 0755), 0);
+    char f[4300];
+    snprintf(f, sizeof(f), "%s/" SNAP_MEMORY_FILE, dead);
+    assert_int_equal(st_write_all(f, "x", 1), 0);
+    st_image_t img;
+    st_image_make(&img, 3, false);
+    st_write(dir, &img, 65536, 0, 1, NULL);
+    struct stat st;
+    assert_int_not_equal(stat(dead, &st), 0);
+    assert_int_equal(stat(live, &st), 0);
+    rmdir(live);
+    st_image_free(&img);
+}
+
 static void test_engine_names(void **state)
 {
     snap_engine_t e;
@@ -349,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_shared_clone_isolation),
         cmocka_unit_test(test_abort_makes_memory_fail),
         cmocka_unit_test(test_writer_rejects_bad_arguments),
+        cmocka_unit_test(test_write_sweeps_stale_tmp_dirs),
         cmocka_unit_test(test_engine_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
