@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <linux/kvm.h>
+#include <stddef.h>
 
 #include "common/err.h"
 #include "vmm/vmm.h"
@@ -59,6 +60,11 @@ typedef struct vmm_device_ops {
     void (*destroy)(vmm_device_t *dev);
     /* Finish host-side work in flight (event thread, before a pause parks it). */
     void (*quiesce)(vmm_device_t *dev);
+    /* Snapshot: write the device's state into buf (cap bytes) and return its
+     * length, or -errno; restore validates and applies it.  NULL for devices
+     * without state.  Both run with the VM paused. */
+    int (*save)(vmm_device_t *dev, void *buf, size_t cap);
+    int (*restore)(vmm_device_t *dev, const void *buf, size_t len, thaw_err_t *err);
 } vmm_device_ops_t;
 
 struct vmm_device {
@@ -157,6 +163,8 @@ struct vmm {
 
     vmm_log_ring_t console;
     int agent_host_fd; /* host end the caller gets */
+    char disk_path[512];
+    bool disk_readonly;
 
     /* boot */
     uint64_t entry;    /* 64-bit entry point (guest-physical) */
@@ -180,11 +188,18 @@ struct vmm {
     vmm_exit_t exit;
     int exit_fd; /* eventfd, written once when the guest stops */
 
+    /* restored from a snapshot: its memory, released after the VM */
+    struct snap_mem *snap_mem;
+
     /* stats */
     atomic_uint_fast64_t exits_pio, exits_mmio, exits_other, device_errors;
     uint64_t create_ns, start_ns;
-    atomic_uint_fast64_t first_exit_ns;
+    atomic_uint_fast64_t first_exit_ns, first_run_ns;
 };
+
+/* Build a VM from cfg; boot: load the kernel and set boot registers (false
+ * when a snapshot's state will be restored instead).  vmm_create = boot. */
+int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err);
 
 /* Guest-physical [gpa, gpa+len) as a host pointer, or NULL unless the whole
  * range lies inside one RAM region (the one check every guest address passes). */
@@ -253,5 +268,16 @@ void vmm_arch_cpuid_adjust(struct kvm_cpuid2 *c, unsigned vcpu_id, unsigned n_vc
 /* MP table for n_vcpus at buf (max len bytes); returns bytes used or -ENOSPC. */
 int vmm_arch_mptable_build(uint8_t *buf, size_t len, uint32_t table_gpa, unsigned n_vcpus,
                            uint8_t ioapic_id, unsigned n_irqs);
+
+/* Snapshot state (vmm/x86/state.c); the structs are in vmm/state.h. */
+struct vmm_vcpu_state;
+struct vmm_vm_state;
+int vmm_arch_vcpu_save(vmm_t *vm, vmm_vcpu_t *v, struct vmm_vcpu_state *s, thaw_err_t *err);
+int vmm_arch_vcpu_restore(vmm_t *vm, vmm_vcpu_t *v, const struct vmm_vcpu_state *s,
+                          thaw_err_t *err);
+int vmm_arch_vm_save(vmm_t *vm, struct vmm_vm_state *s, thaw_err_t *err);
+int vmm_arch_vm_restore(vmm_t *vm, const struct vmm_vm_state *s, thaw_err_t *err);
+/* -ENOTSUP naming the features when s's CPUID asks for more than this host has. */
+int vmm_arch_cpu_compat(vmm_t *vm, const struct vmm_vcpu_state *s, thaw_err_t *err);
 
 #endif

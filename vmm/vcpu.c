@@ -142,6 +142,8 @@ static void *vcpu_thread(void *arg)
     pthread_setname_np(pthread_self(), name);
 
     while (wait_runnable(v)) {
+        if (v->id == 0 && atomic_load(&vm->first_run_ns) == 0)
+            atomic_store(&vm->first_run_ns, thaw_now_ns() - vm->start_ns);
         int rc = ioctl(v->fd, KVM_RUN, 0);
         if (v->id == 0 && atomic_load(&vm->first_exit_ns) == 0)
             atomic_store(&vm->first_exit_ns, thaw_now_ns() - vm->start_ns);

@@ -22,6 +22,7 @@
 #include "common/cleanup.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "snapshot/snap.h"
 #include "vmm/internal.h"
 
 #define MIB (1024ull * 1024ull)
@@ -155,11 +156,11 @@ static int create_agent_channel(vmm_t *vm, const vmm_config_t *cfg, thaw_err_t *
     return vmm__virtio_console_create(vm, err);
 }
 
-int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
+int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
 {
     uint64_t t0 = thaw_now_ns();
     *out = NULL;
-    if (!cfg || !cfg->kernel_path)
+    if (!cfg || (boot && !cfg->kernel_path))
         return thaw_err_set(err, EINVAL, "vmm config: kernel_path is required");
     if (cfg->vcpus < 1 || cfg->vcpus > VMM_MAX_VCPUS)
         return thaw_err_set(err, EINVAL, "vmm config: %u vCPUs (1..%d)", cfg->vcpus, VMM_MAX_VCPUS);
@@ -222,12 +223,19 @@ int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
     }
     if ((rc = create_agent_channel(vm, cfg, err)) < 0)
         goto fail;
-    if (cfg->disk_path &&
-        (rc = vmm__virtio_blk_create(vm, cfg->disk_path, cfg->disk_readonly, err)) < 0)
+    if (cfg->disk_path) {
+        if (strlen(cfg->disk_path) >= sizeof(vm->disk_path)) {
+            rc = thaw_err_set(err, ENAMETOOLONG, "disk path too long");
+            goto fail;
+        }
+        snprintf(vm->disk_path, sizeof(vm->disk_path), "%s", cfg->disk_path);
+        vm->disk_readonly = cfg->disk_readonly;
+        if ((rc = vmm__virtio_blk_create(vm, cfg->disk_path, cfg->disk_readonly, err)) < 0)
+            goto fail;
+    }
+    if (boot && (rc = load_images(vm, cfg, err)) < 0)
         goto fail;
-    if ((rc = load_images(vm, cfg, err)) < 0)
-        goto fail;
-    for (unsigned i = 0; i < cfg->vcpus; i++)
+    for (unsigned i = 0; boot && i < cfg->vcpus; i++)
         if ((rc = vmm_arch_vcpu_boot_regs(vm, &vm->vcpus[i], err)) < 0)
             goto fail;
 
@@ -237,6 +245,11 @@ int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
 fail:
     vmm_destroy(vm);
     return rc < 0 ? rc : -EIO;
+}
+
+int vmm_create(const vmm_config_t *cfg, vmm_t **out, thaw_err_t *err)
+{
+    return vmm__build(cfg, true, out, err);
 }
 
 int vmm_start(vmm_t *vm, thaw_err_t *err)
@@ -323,6 +336,7 @@ void vmm_get_stats(vmm_t *vm, vmm_stats_t *out)
     out->device_errors = atomic_load(&vm->device_errors);
     out->create_ns = vm->create_ns;
     out->first_exit_ns = atomic_load(&vm->first_exit_ns);
+    out->first_run_ns = atomic_load(&vm->first_run_ns);
 }
 
 void vmm_destroy(vmm_t *vm)
@@ -353,6 +367,7 @@ void vmm_destroy(vmm_t *vm)
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     vmm__mem_free(vm);
+    snap_mem_destroy(vm->snap_mem); /* after the VM: KVM no longer maps it */
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     if (vm->exit_fd >= 0)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "snapshot/snap.h"
 
 typedef struct vmm vmm_t;
 
@@ -152,9 +153,51 @@ typedef struct vmm_stats {
     uint64_t device_errors; /* guest-supplied values a device refused */
     uint64_t create_ns;     /* vmm_create() wall time */
     uint64_t first_exit_ns; /* vmm_start() to the first exit of vCPU 0 */
+    uint64_t first_run_ns;  /* vmm_start() to vCPU 0 entering KVM_RUN */
 } vmm_stats_t;
 
 void vmm_get_stats(vmm_t *vm, vmm_stats_t *out);
+
+/* ------------------------------------------------------------ snapshots */
+
+/*
+ * Write a snapshot of vm to directory dir through snapshot/ (memory plus the
+ * state sections listed in docs/vmm.md).  The VM is paused for the duration
+ * (every vCPU out of KVM_RUN with its last exit completed, device work in
+ * flight finished) and left paused or running as it was.  opts and stats
+ * may be NULL (kind defaults to "vm").  Returns 0 or -errno with err.
+ */
+int vmm_snapshot(vmm_t *vm, const char *dir, const snap_write_opts_t *opts,
+                 snap_write_stats_t *stats, thaw_err_t *err);
+
+typedef struct vmm_restore_opts {
+    snap_engine_t engine;            /* eager, lazy or shared */
+    const snap_mem_opts_t *mem_opts; /* NULL: the engine's defaults */
+    /* The shape the caller expects (a template's config); 0 accepts what
+     * the snapshot has.  A mismatch is an error, not a surprise later. */
+    unsigned expect_vcpus;
+    uint64_t expect_mem_bytes;
+} vmm_restore_opts_t;
+
+/* Where a restore's time went (ns). */
+typedef struct vmm_restore_timing {
+    uint64_t mem_attach_ns; /* snap_mem_attach with the chosen engine */
+    uint64_t vm_create_ns;  /* KVM VM, memory slots, vCPUs, devices */
+    uint64_t state_ns;      /* VM and vCPU state loaded into KVM */
+    uint64_t devices_ns;    /* device state */
+    uint64_t total_ns;      /* the whole vmm_restore() */
+} vmm_restore_timing_t;
+
+/*
+ * Build a new VM from an open snapshot: guest memory from snap_mem_attach()
+ * with opts->engine (owned by the VM from then on), the recorded VM, vCPU and
+ * device state restored in the order KVM needs.  The VM is not running:
+ * call vmm_start().  A snapshot whose CPU features this host lacks, whose
+ * configuration does not match opts, or whose state does not validate is
+ * refused and nothing is left behind.  timing may be NULL.
+ */
+int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
+                vmm_restore_timing_t *timing, thaw_err_t *err);
 
 /*
  * True when /dev/kvm is PVM (no vmx/svm visible, or the kvm_pvm module is

@@ -50,4 +50,16 @@ typedef struct vmm_virtio_state {
 } vmm_virtio_state_t;
 _Static_assert(sizeof(vmm_virtio_state_t) == 128, "vmm_virtio_state_t layout");
 
+#define VMM_VCON_STATE_VERSION 1
+
+/* virtio-console beyond the transport: a transmit chain cut short by a full
+ * socket is saved as not yet popped (last_avail one back) plus how many of
+ * its bytes the host already has, so a restored console resends exactly
+ * the rest: no gap, no duplicate. */
+typedef struct vmm_vcon_state {
+    uint32_t version;
+    uint32_t tx_skip;
+} vmm_vcon_state_t;
+_Static_assert(sizeof(vmm_vcon_state_t) == 8, "vmm_vcon_state_t layout");
+
 #endif

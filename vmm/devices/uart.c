@@ -135,11 +135,36 @@ static void uart_destroy(vmm_device_t *d)
     free(d->priv);
 }
 
+static int uart_save(vmm_device_t *d, void *buf, size_t cap)
+{
+    uart_t *u = d->priv;
+    if (cap < sizeof(u->s))
+        return -ENOSPC;
+    memcpy(buf, &u->s, sizeof(u->s));
+    return sizeof(u->s);
+}
+
+static int uart_restore(vmm_device_t *d, const void *buf, size_t len, thaw_err_t *err)
+{
+    uart_t *u = d->priv;
+    vmm_uart_state_t s;
+    if (len != sizeof(s))
+        return thaw_err_set(err, EINVAL, "uart state: %zu bytes, expected %zu", len, sizeof(s));
+    memcpy(&s, buf, sizeof(s));
+    if (s.version != VMM_UART_STATE_VERSION)
+        return thaw_err_set(err, EINVAL, "uart state: unknown version %u", s.version);
+    u->s = s;
+    u->line = -1; /* the irqchip's own state came back with the VM state */
+    return 0;
+}
+
 static const vmm_device_ops_t uart_ops = {
     .name = "uart",
     .read = uart_read,
     .write = uart_write,
     .destroy = uart_destroy,
+    .save = uart_save,
+    .restore = uart_restore,
 };
 
 int vmm__uart_create(vmm_t *vm)

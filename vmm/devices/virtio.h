@@ -37,6 +37,11 @@ typedef struct vmm_virtio_ops {
     void (*destroy)(vmm_virtio_t *vio);
     /* Finish host-side work in flight before a pause (device lock held). */
     void (*quiesce)(vmm_virtio_t *vio);
+    /* Device state after the transport's: save may adjust the transport copy
+     * *ts it is given; returns bytes written or -errno.  restore applies it
+     * (after the transport state) or fails with err. */
+    int (*save_extra)(vmm_virtio_t *vio, vmm_virtio_state_t *ts, void *buf, size_t cap);
+    int (*restore_extra)(vmm_virtio_t *vio, const void *buf, size_t len, thaw_err_t *err);
 } vmm_virtio_ops_t;
 
 struct vmm_virtio {

@@ -29,6 +29,7 @@ typedef struct vcon {
     bool rx_starved; /* no guest buffers: socket not polled for input */
     bool tx_held;    /* tx chain below is partly written */
     size_t tx_off;
+    uint32_t tx_skip; /* restored: bytes of the next tx chain the host already has */
     vmm_vq_chain_t tx;
     uint32_t events; /* what the socket is registered for */
 } vcon_t;
@@ -116,7 +117,8 @@ static void do_tx(vcon_t *c)
                 break;
             }
             c->tx_held = true;
-            c->tx_off = 0;
+            c->tx_off = c->tx_skip;
+            c->tx_skip = 0;
         }
         struct iovec iov[VMM_VQ_MAX_IOV];
         int k = iov_skip(c->tx.iov, c->tx.n, c->tx_off, iov);
@@ -188,7 +190,40 @@ static void vcon_destroy(vmm_virtio_t *vio)
     }
 }
 
+static int vcon_save(vmm_virtio_t *vio, vmm_virtio_state_t *ts, void *buf, size_t cap)
+{
+    vcon_t *c = vio->priv;
+    vmm_vcon_state_t s = {.version = VMM_VCON_STATE_VERSION, .tx_skip = c->tx_skip};
+    if (cap < sizeof(s))
+        return -ENOSPC;
+    if (c->tx_held) { /* see vmm_vcon_state_t */
+        ts->q[TXQ].last_avail--;
+        s.tx_skip = (uint32_t)c->tx_off;
+    }
+    memcpy(buf, &s, sizeof(s));
+    return sizeof(s);
+}
+
+static int vcon_restore(vmm_virtio_t *vio, const void *buf, size_t len, thaw_err_t *err)
+{
+    vcon_t *c = vio->priv;
+    vmm_vcon_state_t s;
+    if (len != sizeof(s))
+        return thaw_err_set(err, EINVAL, "virtio-console state: %zu bytes, expected %zu", len,
+                            sizeof(s));
+    memcpy(&s, buf, sizeof(s));
+    if (s.version != VMM_VCON_STATE_VERSION)
+        return thaw_err_set(err, EINVAL, "virtio-console state: unknown version %u", s.version);
+    c->tx_skip = s.tx_skip;
+    c->tx_held = false;
+    c->rx_starved = false; /* look at the socket and the queue once running */
+    update_events(c);
+    return 0;
+}
+
 static const vmm_virtio_ops_t vcon_ops = {
+    .save_extra = vcon_save,
+    .restore_extra = vcon_restore,
     .device_id = 3,
     .features = 0,
     .num_queues = 2,
