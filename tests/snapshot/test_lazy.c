@@ -486,6 +486,44 @@ static void test_lazy_workingset_record_and_prefetch(void **state)
     st_image_free(&img);
 }
 
+/* Prefetch and faults racing for the same chunks: every chunk is still
+ * read exactly once, by whichever asked first, and the content checks out. */
+static void test_lazy_prefetch_races_faults(void **state)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/race", root);
+    st_image_t img;
+    st_image_make(&img, 85, true);
+    st_write(dir, &img, 4096, 0, 2, NULL);
+    snap_t *snap = open_snap(dir);
+    snap_mem_opts_t rec = {.record_workingset = true};
+    snap_mem_t *mem = attach_lazy(snap, &rec);
+    assert_int_equal(st_mem_equals(mem, &img), 0); /* records every chunk */
+    thaw_err_t err;
+    int saved = snap_mem_workingset_save(mem, &err);
+    assert_int_equal((uint64_t)saved, snap->nchunks);
+    snap_mem_destroy(mem);
+    for (int round = 0; round < 3; round++) {
+        snap_mem_opts_t pf = {.prefetch = true, .queue_depth = 8};
+        mem = attach_lazy(snap, &pf);
+        /* Touch from the end, against the prefetch order, so they meet. */
+        for (size_t i = img.nregions; i-- > 0;) {
+            snap_region_t r;
+            snap_mem_region(mem, i, &r);
+            for (size_t off = r.size; off >= 4096; off -= 4096)
+                assert_int_equal(((char *)r.host)[off - 1], ((char *)img.regions[i].host)[off - 1]);
+        }
+        assert_int_equal(st_mem_equals(mem, &img), 0);
+        snap_mem_stats_t st;
+        snap_mem_get_stats(mem, &st);
+        assert_int_equal(st.bytes_read, stored_bytes(dir));
+        assert_int_equal(st.chunks_faulted + st.chunks_prefetched, snap->nchunks);
+        snap_mem_destroy(mem);
+    }
+    snap_close(snap);
+    st_image_free(&img);
+}
+
 /* A damaged workingset is only a hint: the restore works, without prefetch. */
 static void test_lazy_bad_workingset_is_ignored(void **state)
 {
@@ -551,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_lazy_teardown_with_faults_in_flight),
         cmocka_unit_test(test_lazy_corrupt_chunk_fails_the_access),
         cmocka_unit_test(test_lazy_workingset_record_and_prefetch),
+        cmocka_unit_test(test_lazy_prefetch_races_faults),
         cmocka_unit_test(test_lazy_bad_workingset_is_ignored),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
