@@ -115,3 +115,8 @@ int pool__agent_get(pool__agent_t *a, const char *path, size_t max, void **data,
         *data = d;
     return r;
 }
+
+int pool__agent_ping(pool__agent_t *a, uint32_t timeout_ms, thaw_err_t *err)
+{
+    return agent_client_ping(a->c, timeout_ms, NULL, err);
+}

@@ -37,6 +37,7 @@ typedef struct pool__tpl {
 
     pool_sandbox_t *ready_head, *ready_tail;
     unsigned ready, in_use, creating;
+    unsigned checking; /* ready ones out of the list for a ping */
     unsigned prewarm;
     uint64_t prewarm_until_ns;
     uint64_t retry_after_ns; /* refill backs off after a failed create */
@@ -54,6 +55,7 @@ struct pool_sandbox {
     pool__agent_t *agent;
     int pid;
     uint64_t created_ns;
+    uint64_t checked_ns; /* last time the agent answered a ping (or was made) */
     pool_sandbox_t *next;
 };
 
@@ -129,6 +131,7 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
                      thaw_err_t *err);
 int pool__agent_put(pool__agent_t *a, const char *path, uint32_t mode, const void *data, size_t len,
                     thaw_err_t *err);
+int pool__agent_ping(pool__agent_t *a, uint32_t timeout_ms, thaw_err_t *err);
 int pool__agent_get(pool__agent_t *a, const char *path, size_t max, void **data, size_t *len,
                     thaw_err_t *err);
 

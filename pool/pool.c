@@ -379,7 +379,7 @@ int pool_template_status(pool_t *p, const char *name, pool_tpl_status_t *st, tha
     }
     uint64_t now = thaw_now_ns();
     st->def = t->def;
-    st->ready = t->ready;
+    st->ready = t->ready + t->checking; /* being pinged is still ready */
     st->in_use = t->in_use;
     st->creating = t->creating;
     st->target = pool__tpl_target(t, now);
@@ -487,13 +487,13 @@ int pool_prewarm(pool_t *p, const char *name, unsigned count, uint64_t window_ms
         uint64_t end = now + wait_ms * 1000000ull;
         dl.tv_sec = (time_t)(end / 1000000000ull);
         dl.tv_nsec = (long)(end % 1000000000ull);
-        while (t->ready < count && t->state == POOL_TPL_READY && !p->stopping) {
+        while (t->ready + t->checking < count && t->state == POOL_TPL_READY && !p->stopping) {
             if (pthread_cond_timedwait(&p->ready_cv, &p->mu, &dl) == ETIMEDOUT)
                 break;
         }
         if (t->state != POOL_TPL_READY)
             r = thaw_err_set(err, ENOENT, "template '%s' was deleted while prewarming", name);
-        else if (t->ready < count)
+        else if (t->ready + t->checking < count)
             r = thaw_err_set(err, ETIMEDOUT, "prewarm of '%s': %u of %u ready after %llu ms%s%s",
                              name, t->ready, count, (unsigned long long)wait_ms,
                              t->last_error[0] ? "; last error: " : "", t->last_error);
@@ -505,7 +505,7 @@ int pool_prewarm(pool_t *p, const char *name, unsigned count, uint64_t window_ms
 
 const char *pool__capacity_check(pool_t *p, const pool__tpl_t *t, char *buf, size_t n)
 {
-    unsigned total = t->ready + t->creating + t->in_use;
+    unsigned total = t->ready + t->creating + t->in_use + t->checking;
     if (total >= t->def.max_total) {
         snprintf(buf, n, "template '%s' has reached its max_total of %u sandboxes", t->def.name,
                  t->def.max_total);

@@ -7,8 +7,9 @@
  *  - the reapers (POOL_REAPERS) destroy released and dead sandboxes, so a
  *    release costs the caller nothing and refill is never stuck behind a
  *    teardown;
- *  - the health thread checks ready sandboxes, so one that died while
- *    waiting is removed, counted and replaced before anyone acquires it.
+ *  - the health thread checks ready sandboxes (cheaply every round, with an
+ *    agent ping every POOL_PING_EVERY rounds), so one that died or hung
+ *    while waiting is removed, counted and replaced before anyone gets it.
  */
 #include "pool/pool-internal.h"
 
@@ -43,7 +44,7 @@ static pool__tpl_t *pick_deficit(pool_t *p, uint64_t *wake_ms)
                 *wake_ms = left;
         }
         unsigned target = pool__tpl_target(t, now);
-        unsigned have = t->ready + t->creating;
+        unsigned have = t->ready + t->creating + t->checking;
         if (have >= target)
             continue;
         if (now < t->retry_after_ns) {
@@ -151,6 +152,70 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+/*
+ * A ready sandbox that has not answered for POOL_PING_EVERY health rounds is
+ * taken out of the ready list (counted as `checking`, so neither refill nor
+ * capacity miscount it), pinged without the lock, and put back, or removed
+ * as dead when its agent no longer answers: a hung guest is caught before a
+ * caller is handed it.  Lock held on entry and exit.
+ */
+#define POOL_PING_EVERY      10
+#define POOL_PING_TIMEOUT_MS 2000
+
+static void ping_stale(pool_t *p)
+{
+    uint64_t stale_ns = (uint64_t)p->health_interval_ms * POOL_PING_EVERY * 1000000ull;
+    for (;;) {
+        uint64_t now = thaw_now_ns();
+        pool__tpl_t *t = NULL;
+        pool_sandbox_t *sb = NULL, *prev = NULL;
+        for (t = p->tpls; t && !sb; t = t->next) {
+            prev = NULL;
+            for (pool_sandbox_t *s = t->ready_head; s; prev = s, s = s->next)
+                if (now - s->checked_ns >= stale_ns) {
+                    sb = s;
+                    break;
+                }
+            if (sb)
+                break;
+        }
+        if (!sb || p->stopping)
+            return;
+        if (prev)
+            prev->next = sb->next;
+        else
+            t->ready_head = sb->next;
+        if (t->ready_tail == sb)
+            t->ready_tail = prev;
+        sb->next = NULL;
+        t->ready--;
+        t->checking++;
+        pthread_mutex_unlock(&p->mu);
+        thaw_err_t err = {0};
+        int r = pool__agent_ping(sb->agent, POOL_PING_TIMEOUT_MS, &err);
+        pthread_mutex_lock(&p->mu);
+        t->checking--;
+        if (r < 0 || t->state != POOL_TPL_READY) {
+            if (r < 0) {
+                t->died++;
+                thaw_warn("pool", "sandbox_unresponsive", "template=%s pid=%d msg=\"%s\"",
+                          t->def.name, sb->pid, thaw_err_msg(&err));
+            }
+            pool__reap_locked(p, sb);
+            pthread_cond_broadcast(&p->work_cv);
+            continue;
+        }
+        sb->checked_ns = thaw_now_ns();
+        if (t->ready_tail)
+            t->ready_tail->next = sb;
+        else
+            t->ready_head = sb;
+        t->ready_tail = sb;
+        t->ready++;
+        pthread_cond_broadcast(&p->ready_cv);
+    }
+}
+
 static void *health_main(void *arg)
 {
     pool_t *p = arg;
@@ -160,6 +225,7 @@ static void *health_main(void *arg)
         pthread_cond_timedwait(&p->health_cv, &p->mu, &dl);
         if (p->stopping)
             break;
+        ping_stale(p);
         for (pool__tpl_t *t = p->tpls; t; t = t->next) {
             pool_sandbox_t **pp = &t->ready_head, *prev = NULL;
             while (*pp) {

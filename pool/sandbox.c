@@ -42,7 +42,7 @@ int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err
         free(sb);
         return thaw_err_wrap(err, "%s sandbox of '%s': agent", t->def.tier, t->def.name);
     }
-    sb->created_ns = thaw_now_ns();
+    sb->created_ns = sb->checked_ns = thaw_now_ns();
     pthread_mutex_lock(&p->mu);
     thaw_hist_add(&t->restore, sb->created_ns - t0);
     pthread_mutex_unlock(&p->mu);

@@ -229,6 +229,27 @@ static void test_dying_sandbox_replaced(void **state)
     }
 }
 
+static void test_hung_sandbox_replaced(void **state)
+{
+    fx_t *f = *state;
+    create_tpl(&f->c, "t", 1, 1, 10);
+    assert_true(th_wait_pool(&f->c, "t", "ready", 1, 10000));
+    /* A stopped agent is alive but never answers: the periodic ping finds it. */
+    pid_t kids[64];
+    int n = th_children(&f->d, kids, 64), stopped = 0;
+    for (int i = 0; i < n && !stopped; i++)
+        if (is_agent_of(kids[i], &f->d) && kill(kids[i], SIGSTOP) == 0)
+            stopped = 1;
+    assert_int_equal(stopped, 1);
+    for (int i = 0; i < 500 && th_counter(&f->c, "t", "died") < 1; i++)
+        usleep(20000);
+    assert_int_equal(th_counter(&f->c, "t", "died"), 1);
+    assert_true(th_wait_pool(&f->c, "t", "ready", 1, 10000));
+    json_t *r = run(&f->c, "t", "echo fresh");
+    assert_string_equal(json_string_value(json_object_get(r, "stdout")), "fresh\n");
+    json_decref(r);
+}
+
 static void test_never_reused(void **state)
 {
     fx_t *f = *state;
@@ -313,6 +334,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_max_total, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_memory_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dying_sandbox_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hung_sandbox_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_reloads_templates, setup, teardown),
     };
