@@ -301,9 +301,23 @@ static uint32_t reg_of(const struct kvm_cpuid_entry2 *e, unsigned r)
     return r == 0 ? e->eax : r == 1 ? e->ebx : r == 2 ? e->ecx : e->edx;
 }
 
+/*
+ * What this host gives a guest is read back from a fresh vCPU (KVM_GET_CPUID2
+ * after our KVM_SET_CPUID2), not from KVM_GET_SUPPORTED_CPUID: under PVM the
+ * supported list omits most features (no SSE3, no AVX) while the vCPU
+ * reports, and natively runs, the host's.
+ */
 int vmm_arch_cpu_compat(vmm_t *vm, const vmm_vcpu_state_t *s, thaw_err_t *err)
 {
-    const struct kvm_cpuid2 *host = vm->supported_cpuid;
+    struct {
+        struct kvm_cpuid2 hdr;
+        struct kvm_cpuid_entry2 e[VMM_MAX_SAVED_CPUID];
+    } cur;
+    memset(&cur, 0, sizeof(cur));
+    cur.hdr.nent = VMM_MAX_SAVED_CPUID;
+    if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, &cur) < 0)
+        return thaw_err_sys(err, errno, "KVM_GET_CPUID2");
+    const struct kvm_cpuid2 *host = &cur.hdr;
     char missing[256] = "";
     size_t used = 0;
     unsigned n = 0;

@@ -36,4 +36,19 @@ __attribute__((target("avx2"), noinline)) static thaw_cu64 thaw_compute(thaw_cu6
     return r;
 }
 
+/* Byte j of the snapshot tests' console stream. */
+static inline unsigned char thaw_stream_byte(thaw_cu64 j)
+{
+    return (unsigned char)((j * 7) ^ (j >> 9) ^ (j >> 17));
+}
+
+/* The stream workload's final accumulator (see vcon_stream in virtio.c). */
+static inline thaw_cu64 thaw_stream_acc(thaw_cu64 chunks, thaw_cu64 iters, thaw_cu64 seed)
+{
+    thaw_cu64 acc = seed;
+    for (thaw_cu64 k = 0; k < chunks; k++)
+        acc = acc * 31 + thaw_compute(seed + k, iters);
+    return acc;
+}
+
 #endif

@@ -58,6 +58,7 @@ u64 parse_u64(const char *s);
 
 /* virtio.c: a polled virtio-mmio driver in ring 3 */
 int vcon_echo(u64 bytes);
+int vcon_stream(u64 chunks, u64 iters, u64 seed, u64 touch_mib);
 int vblk_test(void);
 int hostile(void);
 /* user.c */

@@ -132,6 +132,13 @@ void umain(void)
         u64 bytes = cmdline_get("thaw.bytes", buf, sizeof(buf)) ? parse_u64(buf) : 4096;
         poweroff(vcon_echo(bytes));
     }
+    if (!strncmp(test, "stream", 7)) {
+        u64 chunks = cmdline_get("thaw.chunks", buf, sizeof(buf)) ? parse_u64(buf) : 16;
+        u64 iters = cmdline_get("thaw.iters", buf, sizeof(buf)) ? parse_u64(buf) : 1000;
+        u64 seed = cmdline_get("thaw.seed", buf, sizeof(buf)) ? parse_u64(buf) : 1;
+        u64 touch = cmdline_get("thaw.touch", buf, sizeof(buf)) ? parse_u64(buf) : 0;
+        poweroff(vcon_stream(chunks, iters, seed, touch));
+    }
     if (!strncmp(test, "blk", 4))
         poweroff(vblk_test());
     if (!strncmp(test, "hostile", 8))

@@ -7,6 +7,7 @@
  * runaway indices, descriptors outside RAM, loops, huge lengths) and then
  * checks the device still works after a reset.
  */
+#include "compute.h"
 #include "guest.h"
 
 #define MMIO0 0xd0000000ull
@@ -176,6 +177,44 @@ int vcon_echo(u64 bytes)
             wr(R_QNTFY, 0);
     }
     printf_("echo done bytes=%llu\n", sent);
+    return 0;
+}
+
+/* The snapshot tests' workload: `chunks` 4 KiB pieces of a known byte
+ * stream sent through the console, each followed by an AVX computation
+ * folded into an accumulator, with the LAPIC timer firing throughout.  A
+ * snapshot taken anywhere must let a clone finish with exactly the same
+ * stream (no gap, no duplicate) and accumulator.  `touch` MiB of memory from
+ * 16 MiB are written first (the shared engine's memory test). */
+int vcon_stream(u64 chunks, u64 iters, u64 seed, u64 touch_mib)
+{
+    for (u64 *p = (u64 *)(16ull << 20), *e = p + (touch_mib << 20) / 8; p < e; p++)
+        *p = (u64)p * 0x9e3779b97f4a7c15ull;
+    if (find_dev(3) || dev_init(2)) {
+        print("virtio-console: init failed\n");
+        return 10;
+    }
+    sys(SYS_TIMER, 200000, 0);
+    struct vq *tx = &vqs[1];
+    u64 acc = seed;
+    for (u64 k = 0; k < chunks; k++) {
+        u16 id = (u16)(k % QSZ);
+        for (u32 i = 0; i < BUFSZ; i++)
+            bufs[id][i] = thaw_stream_byte(k * BUFSZ + i);
+        tx->desc[id] = (struct desc){.addr = (u64)bufs[id], .len = BUFSZ};
+        post(tx, id);
+        wr(R_QNTFY, 1);
+        struct used_elem e;
+        while (!used_next(tx, &e))
+            ;
+        acc = acc * 31 + thaw_compute(seed + k, iters);
+    }
+    /* Read the touched memory back (a clone maps it: the shared engine's
+     * test measures what that costs). */
+    u64 sum = 0;
+    for (u64 *p = (u64 *)(16ull << 20), *e = p + (touch_mib << 20) / 8; p < e; p++)
+        sum += *p;
+    printf_("stream done acc=%llx ticks=%llu touched=%llx\n", acc, (u64)ticks, sum);
     return 0;
 }
 
