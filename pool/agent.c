@@ -23,7 +23,7 @@ struct pool__agent {
     agent_client_t *c;
 };
 
-int pool__agent_open(int fd, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err)
+int pool__agent_open(int fd, bool hello, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err)
 {
     pool__agent_t *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -31,7 +31,7 @@ int pool__agent_open(int fd, uint32_t timeout_ms, pool__agent_t **out, thaw_err_
         return thaw_err_set(err, ENOMEM, "out of memory");
     }
     int r = agent_client_new(fd, &a->c, err); /* owns fd, also on failure */
-    if (r == 0)
+    if (r == 0 && hello)
         r = agent_client_wait_hello(a->c, timeout_ms, NULL, err);
     if (r == 0) {
         unsigned char entropy[64];

@@ -17,6 +17,7 @@
 #ifndef THAW_POOL_BACKEND_H
 #define THAW_POOL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,12 @@ typedef void (*pool_progress_fn)(void *ud, const char *stage, const char *detail
 
 typedef struct pool_backend_ops {
     const char *tier;
+    /*
+     * Sandboxes are restored from a snapshot taken after the agent's hello:
+     * a new channel gets no hello, so the pool's first word is THAW and its
+     * answer proves the agent is there.
+     */
+    bool restores;
     /*
      * 0 when the tier can run here; otherwise a negative errno and `why`
      * holds a sentence a user can act on ("no /dev/kvm", ...).

@@ -38,4 +38,7 @@ pool_sentry_backend_t *pool_sentry_backend_new(const char *agent_path);
 void pool_sentry_backend_free(pool_sentry_backend_t *b);
 extern const pool_backend_ops_t pool_sentry_ops;
 
+/* vm: vmm/ microVMs restored from snapshot/ snapshots (built when both are: THAW_HAVE_VM). */
+extern const pool_backend_ops_t pool_vm_ops;
+
 #endif

@@ -125,7 +125,8 @@ int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err
 void pool__sandbox_destroy(pool_sandbox_t *sb);
 
 /* agent.c: the pool's view of agent_client (guest/agent_client.h). */
-int pool__agent_open(int fd, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err);
+/* hello: wait for the agent's HELLO first (false for restored sandboxes). */
+int pool__agent_open(int fd, bool hello, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err);
 void pool__agent_close(pool__agent_t *a);
 int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_result_t *res,
                      thaw_err_t *err);

@@ -36,7 +36,7 @@ int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err
     }
     if (t->ops->pid)
         sb->pid = t->ops->pid(t->bctx, sb->bstate);
-    r = pool__agent_open(TAKE_FD(fd), POOL_HELLO_TIMEOUT_MS, &sb->agent, err);
+    r = pool__agent_open(TAKE_FD(fd), !t->ops->restores, POOL_HELLO_TIMEOUT_MS, &sb->agent, err);
     if (r < 0) {
         t->ops->destroy(t->bctx, sb->bstate);
         free(sb);

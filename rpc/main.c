@@ -17,7 +17,8 @@
 #include "pool/backends.h"
 #include "rpc/thawd.h"
 
-/* Why the vm tier is not offered, and what this host's KVM is. */
+/* What this host's KVM means for the vm tier (a note for server.info), and
+ * why the tier is missing when this build has no vmm/. */
 static void vm_reason(char *why, size_t n, char *note, size_t nn)
 {
     note[0] = '\0';
@@ -26,10 +27,9 @@ static void vm_reason(char *why, size_t n, char *note, size_t nn)
     else if (access("/sys/module/kvm_pvm", F_OK) == 0)
         snprintf(note, nn,
                  "KVM is PVM here: guest kernels run emulated (about 1.6M "
-                 "instructions/s), so a Linux guest cannot boot at a useful speed");
-    snprintf(why, n,
-             "the vm tier needs vmm/ snapshot and restore (issue #6), which this build does "
-             "not have yet%s%s",
+                 "instructions/s), so a Linux guest cannot boot at a useful speed; "
+                 "freestanding guests run");
+    snprintf(why, n, "vmm/ and snapshot/ were not built into this thawd%s%s",
              note[0] ? "; also: " : "", note);
 }
 
@@ -96,11 +96,15 @@ int main(int argc, char **argv)
     pool_unavailable_init(&sentry_un, "sentry", "sentry/ (issue #8) was not built into this thawd");
     pool_add_backend(pool, &sentry_un.ops, &sentry_un);
 #endif
-    pool_unavailable_backend_t vm_un;
     char why[512], note[256];
     vm_reason(why, sizeof(why), note, sizeof(note));
+#ifdef THAW_HAVE_VM
+    pool_add_backend(pool, &pool_vm_ops, NULL);
+#else
+    pool_unavailable_backend_t vm_un;
     pool_unavailable_init(&vm_un, "vm", why);
     pool_add_backend(pool, &vm_un.ops, &vm_un);
+#endif
     pool_add_backend(pool, &pool_process_ops, &proc);
 
     int loaded = pool_load(pool, &err);
