@@ -46,7 +46,7 @@ int snap__memfile_load(snap_t *snap, const struct snap__manifest_files *files, t
         return snap__err(snap, err, EINVAL, F, "bad version 0");
     uint32_t want = h.header_crc32c;
     h.header_crc32c = 0;
-    if (thaw_crc32c(0, &h, sizeof(h)) != want)
+    if (SNAP__CRC_BAD(thaw_crc32c(0, &h, sizeof(h)), want))
         return snap__err(snap, err, EBADMSG, F, "header checksum mismatch");
     if (h.header_size != sizeof(h) || h.table_offset != sizeof(h))
         return snap__err(snap, err, EINVAL, F, "unexpected header size %u / table offset %llu",
@@ -84,7 +84,7 @@ int snap__memfile_load(snap_t *snap, const struct snap__manifest_files *files, t
         got += (size_t)n;
     }
     uint32_t tcrc = thaw_crc32c(0, t, table_bytes);
-    if (tcrc != h.table_crc32c || tcrc != files->mem_table_crc)
+    if (SNAP__CRC_BAD(tcrc, h.table_crc32c) || SNAP__CRC_BAD(tcrc, files->mem_table_crc))
         return snap__err(snap, err, EBADMSG, F, "chunk table checksum mismatch");
 
     uint64_t prev_end = h.data_offset;
@@ -159,7 +159,7 @@ int snap__chunk_decode(const snap_t *snap, uint64_t idx, const void *stored, voi
                              (unsigned long long)idx);
     }
     }
-    if (thaw_crc32c(0, dst, e->raw_len) != e->crc32c)
+    if (SNAP__CRC_BAD(thaw_crc32c(0, dst, e->raw_len), e->crc32c))
         return snap__err(snap, err, EBADMSG, SNAP_MEMORY_FILE, "chunk %llu: checksum mismatch",
                          (unsigned long long)idx);
     return 0;

@@ -98,7 +98,8 @@ int snap_open(const char *dir, snap_t **out, thaw_err_t *err)
             thaw_err_wrap(err, "snapshot '%s'", snap->dir);
             goto fail;
         }
-        if (len != files.state_size || thaw_crc32c(0, snap->state_buf, len) != files.state_crc) {
+        if (len != files.state_size ||
+            SNAP__CRC_BAD(thaw_crc32c(0, snap->state_buf, len), files.state_crc)) {
             r = snap__err(snap, err, EBADMSG, SNAP_STATE_FILE,
                           "size or checksum differs from the manifest (%zu bytes)", len);
             goto fail;

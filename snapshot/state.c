@@ -98,7 +98,7 @@ int snap__state_parse(snap_t *snap, const void *buf, size_t len, thaw_err_t *err
             return snap__err(snap, err, EINVAL, F,
                              "section %u (id %u): length %llu runs past the end of the file", i,
                              sh.id, (unsigned long long)sh.length);
-        if (thaw_crc32c(0, b + off, sh.length) != sh.crc32c)
+        if (SNAP__CRC_BAD(thaw_crc32c(0, b + off, sh.length), sh.crc32c))
             return snap__err(snap, err, EBADMSG, F, "section %u (id %u): checksum mismatch", i,
                              sh.id);
         for (uint32_t j = 0; j < i; j++)

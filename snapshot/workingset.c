@@ -45,7 +45,7 @@ int snap__ws_load(const snap_t *snap, uint32_t **out, size_t *count, thaw_err_t 
     if ((uint64_t)h.count * sizeof(uint32_t) != len - sizeof(h))
         return snap__err(snap, err, EINVAL, F, "%u entries do not fit %zu bytes", h.count, len);
     const uint32_t *idx = (const uint32_t *)((const char *)buf + sizeof(h));
-    if (thaw_crc32c(0, idx, len - sizeof(h)) != h.crc32c)
+    if (SNAP__CRC_BAD(thaw_crc32c(0, idx, len - sizeof(h)), h.crc32c))
         return snap__err(snap, err, EBADMSG, F, "checksum mismatch");
     _cleanup_free_ uint32_t *list = malloc((h.count ? h.count : 1) * sizeof(*list));
     if (!list)
