@@ -6,7 +6,9 @@
  * p50/p99.  A benchmark: it prints numbers and asserts nothing about them.
  *   THAW_BENCH_RUNS     number of runs (10000)
  *   THAW_BENCH_CLIENTS  concurrent connections (1)
- *   THAW_BENCH_TIER     sentry | process (sentry when root and available)
+ *   THAW_BENCH_TIER     sentry | process | vm (sentry when root and available)
+ *   THAW_BENCH_IMAGE    vm: the guest image (e.g. the agent test guest)
+ * Each run is `echo x` (a built-in of the test guest, a process elsewhere).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -37,7 +39,7 @@ static void *worker_main(void *arg)
     for (int i = 0; i < w->runs; i++) {
         uint64_t t0 = thaw_now_ns();
         json_t *r = th_call(&c, "sandbox.run",
-                            json_pack("{s:s, s:[s]}", "template", w->tpl, "argv", "true"));
+                            json_pack("{s:s, s:[s,s]}", "template", w->tpl, "argv", "echo", "x"));
         thaw_hist_add(&w->rtt, thaw_now_ns() - t0);
         if (!r || th_code(r)) {
             if (!w->errors)
@@ -97,9 +99,18 @@ int main(void)
         th_cleanup(&d);
         return 77;
     }
-    json_decref(th_ok(&c, "template.create",
-                      json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "name", "bench", "tier", tier,
-                                "min_ready", 4, "max_ready", 8, "max_total", 64, "memory_mb", 64)));
+    json_t *def = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "name", "bench", "tier", tier,
+                            "min_ready", 4, "max_ready", 8, "max_total", 64, "memory_mb", 64);
+    if (!strcmp(tier, "vm")) {
+        const char *img = getenv("THAW_BENCH_IMAGE");
+        if (!img) {
+            printf("SKIP: the vm tier needs THAW_BENCH_IMAGE\n");
+            th_cleanup(&d);
+            return 77;
+        }
+        json_object_set_new(def, "image", json_string(img));
+    }
+    json_decref(th_ok(&c, "template.create", def));
     th_wait_pool(&c, "bench", "ready", 4, 20000);
 
     pthread_t th[256];
@@ -126,7 +137,7 @@ int main(void)
     json_t *lat = json_object_get(st, "latency");
     json_t *tp = json_object_get(json_object_get(st, "templates"), "bench");
     json_t *cnt = json_object_get(tp, "counters");
-    printf("bench-run: %d sandbox.run of `true` on the %s tier, %d client(s), %.1f s "
+    printf("bench-run: %d sandbox.run of `echo x` on the %s tier, %d client(s), %.1f s "
            "(%.0f runs/s), %d errors\n",
            done, tier, nclients, secs, done / secs, errors);
     printf("pool: %lld hits, %lld misses\n",
