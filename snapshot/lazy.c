@@ -256,6 +256,14 @@ static void complete(snap_mem_t *mem, struct slot *sl, int res)
     thaw_err_t err;
     thaw_err_clear(&err);
     int r = 0;
+    if (res == -EAGAIN || res == -EINTR) {
+        /* Transient: read it again in the same slot. */
+        lz->busy--;
+        if (sl->prefetch)
+            lz->prefetch_busy--;
+        submit_read(mem, sl, idx, sl->prefetch);
+        return;
+    }
     if (res < 0) {
         r = snap__err(s, &err, -res, SNAP_MEMORY_FILE, "chunk %llu: read failed: %s",
                       (unsigned long long)idx, strerror(-res));

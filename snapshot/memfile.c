@@ -8,6 +8,7 @@
 #include "snapshot/snap-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,12 @@ int snap__memfile_load(snap_t *snap, const struct snap__manifest_files *files, t
         return snap__err(snap, err, errno, F, "stat failed");
     if (!S_ISREG(st.st_mode))
         return snap__err(snap, err, EINVAL, F, "not a regular file");
+    /* Opened O_NONBLOCK only so a FIFO could not hang us; with it, io_uring
+     * would return EAGAIN for reads that miss the page cache on some
+     * filesystems instead of waiting for them. */
+    int fl = fcntl(snap->mem_fd, F_GETFL);
+    if (fl < 0 || fcntl(snap->mem_fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return snap__err(snap, err, errno, F, "fcntl failed");
     snap->mem_file_size = (uint64_t)st.st_size;
     if (snap->mem_file_size != files->mem_size)
         return snap__err(
