@@ -109,8 +109,9 @@ typedef struct snap_write_stats {
  * directory fsync'ed.  A crash at any point leaves the old snapshot (or none)
  * at `dir`, never a partial one.  Region host memory is only read; region
  * sizes and guest addresses must be multiples of SNAP_PAGE_SIZE, regions may
- * not overlap in guest space, section ids must be unique.  opts and stats may
- * be NULL.  Returns 0 or -errno with err filled.
+ * not overlap in guest space, section ids must be unique.  Temporary
+ * directories left by dead writers of the same target are removed first.
+ * opts and stats may be NULL.  Returns 0 or -errno with err filled.
  */
 int snap_write(const char *dir, const snap_region_t *regions, size_t nregions,
                const snap_section_t *sections, size_t nsections, const snap_write_opts_t *opts,
@@ -232,7 +233,7 @@ size_t snap_mem_region_count(const snap_mem_t *mem);
 /* Region i: guest address, host pointer (valid until destroy), size. */
 int snap_mem_region(const snap_mem_t *mem, size_t i, snap_region_t *out);
 
-/* A consistent-enough copy of the counters (they are updated atomically). */
+/* A copy of the counters (each updated atomically; callable from any thread). */
 void snap_mem_get_stats(const snap_mem_t *mem, snap_mem_stats_t *out);
 
 /* 0 while healthy; after a failure, -errno with the first error's message. */
