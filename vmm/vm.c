@@ -200,7 +200,13 @@ int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
         goto fail;
     }
     vm->pvm = vmm_host_is_pvm(NULL);
-    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    /* KVM_CREATE_VM registers an MMU notifier, which gives up with EINTR
+     * whenever a signal is pending for the caller: retry. */
+    for (int tries = 0; tries < 100; tries++) {
+        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+        if (vm->vm_fd >= 0 || errno != EINTR)
+            break;
+    }
     if (vm->vm_fd < 0) {
         rc = thaw_err_sys(err, errno, "KVM_CREATE_VM");
         goto fail;

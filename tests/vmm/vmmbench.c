@@ -8,6 +8,11 @@
  *     unclaimed port) or N MMIO reads (of a virtio register, served in
  *     user space), minus the same run with N = 0, divided by N.
  *   virtio-console throughput: host -> guest -> host echo of 64 MiB.
+ * vmmbench restore: for 128 MiB, 512 MiB and 2 GiB test-guest VMs (memory
+ *   above 16 MiB filled by the guest) and each engine: snapshot write time,
+ *   size and rate; restore latency p50/p99 with its breakdown (memory
+ *   attach, VM and vCPU creation, state load, devices, start to KVM_RUN);
+ *   and time to the guest's first response (one byte echoed).
  * Prints numbers; asserts nothing about them.
  */
 #include <fcntl.h>
@@ -158,6 +163,113 @@ static void bench_console(size_t len)
     vmm_destroy(vm);
 }
 
+static uint64_t echo_one(vmm_t *vm)
+{
+    uint64_t t0 = thaw_now_ns();
+    int fd = vmm_agent_fd(vm);
+    char b = 'x';
+    if (write(fd, &b, 1) != 1)
+        return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 30000) != 1 || read(fd, &b, 1) != 1)
+        return 0;
+    return thaw_now_ns() - t0;
+}
+
+static void bench_restore_size(uint64_t mem_mib, const char *dir)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "thaw.test=idle thaw.touch=%llu", (unsigned long long)mem_mib - 32);
+    vmm_t *vm = boot_guest(cmd, 1, mem_mib << 20, NULL);
+    if (!vm || !vmm_console_wait_for(vm, "echo ready", 120000)) {
+        printf("restore bench: guest of %llu MiB did not get ready\n", (unsigned long long)mem_mib);
+        exit(1);
+    }
+    thaw_err_t err;
+    snap_write_stats_t ws;
+    snap_write_opts_t wo = {.threads = 2};
+    if (vmm_snapshot(vm, dir, &wo, &ws, &err) < 0) {
+        printf("vmm_snapshot: %s\n", err.msg);
+        exit(1);
+    }
+    vmm_destroy(vm);
+    double nonzero = (double)(ws.chunks_raw + ws.chunks_lz4) * 65536.0;
+    printf("\n%llu MiB VM: snapshot %.1f ms, %.1f MiB on disk (%.1f MiB non-zero memory, "
+           "%.2f GiB/s)\n",
+           (unsigned long long)mem_mib, ms(ws.total_ns), (double)ws.bytes_out / (1 << 20),
+           nonzero / (1 << 20), nonzero / (1 << 30) / ((double)ws.total_ns / 1e9));
+    snap_t *snap;
+    if (snap_open(dir, &snap, &err) < 0) {
+        printf("snap_open: %s\n", err.msg);
+        exit(1);
+    }
+    const snap_engine_t engines[] = {SNAP_ENGINE_EAGER, SNAP_ENGINE_LAZY, SNAP_ENGINE_SHARED};
+    for (unsigned e = 0; e < 3; e++) {
+        /* eager reads everything per restore: fewer runs at 2 GiB */
+        int n = engines[e] == SNAP_ENGINE_EAGER && mem_mib > 512 ? 20 : 100;
+        thaw_hist_t total, attach, create, state, devs, run, resp;
+        thaw_hist_t *all[] = {&total, &attach, &create, &state, &devs, &run, &resp};
+        for (unsigned i = 0; i < 7; i++)
+            thaw_hist_init(all[i]);
+        if (engines[e] == SNAP_ENGINE_SHARED) { /* the base is built once per snapshot */
+            snap_base_t *b;
+            if (snap_base_get(snap, &b, &err) == 0) {
+                printf("  shared base built in %.1f ms\n", ms(snap_base_build_ns(b)));
+                snap_base_put(b);
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            vmm_restore_opts_t o = {.engine = engines[e]};
+            vmm_restore_timing_t t;
+            vmm_t *r;
+            if (vmm_restore(snap, &o, &r, &t, &err) < 0 || vmm_start(r, &err) < 0) {
+                printf("restore: %s\n", err.msg);
+                exit(1);
+            }
+            uint64_t rsp = echo_one(r);
+            vmm_stats_t st;
+            vmm_get_stats(r, &st);
+            thaw_hist_add(&total, t.total_ns + st.first_run_ns);
+            thaw_hist_add(&attach, t.mem_attach_ns);
+            thaw_hist_add(&create, t.vm_create_ns);
+            thaw_hist_add(&state, t.state_ns);
+            thaw_hist_add(&devs, t.devices_ns);
+            thaw_hist_add(&run, st.first_run_ns);
+            thaw_hist_add(&resp, rsp);
+            vmm_destroy(r);
+        }
+        printf("  %-6s restore to first instruction p50 %.3f ms p99 %.3f ms (n=%d); p50 "
+               "breakdown: attach %.3f, vm+vcpus+devices %.3f, state %.3f, device state %.3f, "
+               "start to KVM_RUN %.3f; first response p50 %.3f ms p99 %.3f ms\n",
+               snap_engine_name(engines[e]), ms(thaw_hist_percentile(&total, 50)),
+               ms(thaw_hist_percentile(&total, 99)), n, ms(thaw_hist_percentile(&attach, 50)),
+               ms(thaw_hist_percentile(&create, 50)), ms(thaw_hist_percentile(&state, 50)),
+               ms(thaw_hist_percentile(&devs, 50)), ms(thaw_hist_percentile(&run, 50)),
+               ms(thaw_hist_percentile(&resp, 50)), ms(thaw_hist_percentile(&resp, 99)));
+    }
+    snap_close(snap);
+}
+
+static void bench_restore(void)
+{
+    char dir[] = "/tmp/vmmbench-XXXXXX";
+    if (!mkdtemp(dir)) {
+        printf("mkdtemp failed\n");
+        exit(1);
+    }
+    const uint64_t sizes[] = {128, 512, 2048};
+    for (unsigned i = 0; i < 3; i++) {
+        char sub[64];
+        snprintf(sub, sizeof(sub), "%s/vm%llu", dir, (unsigned long long)sizes[i]);
+        bench_restore_size(sizes[i], sub);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sub);
+        if (system(cmd) != 0)
+            printf("could not remove %s\n", sub);
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     thaw_test_require_kvm();
@@ -166,6 +278,10 @@ int main(int argc, char **argv)
     guest_path = argv[1];
     const char *why;
     printf("vmmbench: %s\n", vmm_host_is_pvm(&why) ? why : "hardware KVM");
+    if (argc > 2 && !strcmp(argv[2], "restore")) {
+        bench_restore();
+        return 0;
+    }
     bench_kvm_floor(100);
     bench_first_instruction(100);
     bench_exits("pio_exit_round_trip", "pio", 20000);

@@ -139,6 +139,13 @@ void umain(void)
         u64 touch = cmdline_get("thaw.touch", buf, sizeof(buf)) ? parse_u64(buf) : 0;
         poweroff(vcon_stream(chunks, iters, seed, touch));
     }
+    if (!strncmp(test, "idle", 5)) {
+        /* vmmbench restore: fill memory, then echo forever */
+        u64 touch = cmdline_get("thaw.touch", buf, sizeof(buf)) ? parse_u64(buf) : 0;
+        for (u64 *p = (u64 *)(16ull << 20), *e = p + (touch << 20) / 8; p < e; p++)
+            *p = (u64)p * 0x9e3779b97f4a7c15ull;
+        poweroff(vcon_echo(~0ull));
+    }
     if (!strncmp(test, "blk", 4))
         poweroff(vblk_test());
     if (!strncmp(test, "hostile", 8))
