@@ -12,20 +12,29 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 
 static const rpc_method_t methods[] = {
-    {"server.info", rpc__m_server_info},           {"server.stats", rpc__m_server_stats},
-    {"server.metrics", rpc__m_server_metrics},     {"template.create", rpc__m_template_create},
-    {"template.list", rpc__m_template_list},       {"template.get", rpc__m_template_get},
-    {"template.delete", rpc__m_template_delete},   {"pool.configure", rpc__m_pool_configure},
-    {"pool.prewarm", rpc__m_pool_prewarm},         {"pool.status", rpc__m_pool_status},
-    {"sandbox.acquire", rpc__m_sandbox_acquire},   {"sandbox.exec", rpc__m_sandbox_exec},
-    {"sandbox.put_file", rpc__m_sandbox_put_file}, {"sandbox.get_file", rpc__m_sandbox_get_file},
-    {"sandbox.release", rpc__m_sandbox_release},   {"sandbox.list", rpc__m_sandbox_list},
-    {"sandbox.run", rpc__m_sandbox_run},
+    {"server.info", rpc__m_server_info, false},
+    {"server.stats", rpc__m_server_stats, false},
+    {"server.metrics", rpc__m_server_metrics, false},
+    {"template.create", rpc__m_template_create, true},
+    {"template.list", rpc__m_template_list, false},
+    {"template.get", rpc__m_template_get, false},
+    {"template.delete", rpc__m_template_delete, true},
+    {"pool.configure", rpc__m_pool_configure, true},
+    {"pool.prewarm", rpc__m_pool_prewarm, true},
+    {"pool.status", rpc__m_pool_status, false},
+    {"sandbox.acquire", rpc__m_sandbox_acquire, false},
+    {"sandbox.exec", rpc__m_sandbox_exec, false},
+    {"sandbox.put_file", rpc__m_sandbox_put_file, false},
+    {"sandbox.get_file", rpc__m_sandbox_get_file, false},
+    {"sandbox.release", rpc__m_sandbox_release, false},
+    {"sandbox.list", rpc__m_sandbox_list, false},
+    {"sandbox.run", rpc__m_sandbox_run, false},
 };
 
 json_t *rpc__error_obj(json_t *id, int code, const char *msg)
@@ -143,6 +152,21 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
     }
 }
 
+/* Root, thawd's own uid, and the configured admin uids/gids. */
+static bool is_admin(const rpc_conn_t *c)
+{
+    const rpc_config_t *cfg = &c->srv->cfg;
+    if (c->uid == 0 || c->uid == geteuid())
+        return true;
+    for (unsigned i = 0; i < cfg->n_admin_uids; i++)
+        if (cfg->admin_uids[i] == c->uid)
+            return true;
+    for (unsigned i = 0; i < cfg->n_admin_gids; i++)
+        if (cfg->admin_gids[i] == c->gid)
+            return true;
+    return false;
+}
+
 static const rpc_method_t *find_method(const char *name)
 {
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
@@ -233,6 +257,13 @@ void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len)
     if (params && !json_is_object(params) && !json_is_null(params)) {
         early_error(c, id, RPC_E_PARAMS,
                     "Invalid params: params must be an object of named parameters");
+        json_decref(msg);
+        return;
+    }
+    if (meth->admin && !is_admin(c)) {
+        early_error(c, id, RPC_E_DENIED,
+                    "%s changes templates or pools: uid %d is not an admin (see --admin-uid)",
+                    meth->name, (int)c->uid);
         json_decref(msg);
         return;
     }

@@ -6,6 +6,7 @@
  */
 #include "rpc/rpc-internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,7 +75,10 @@ static void create_work(rpc_req_t *req)
 static void create_done(rpc_req_t *req)
 {
     create_state_t *cs = req->state;
-    if (cs->rc < 0) {
+    if (cs->rc < 0 && cs->err.code == ENOENT) {
+        /* A missing image is a failed create, not "no such template". */
+        rpc__req_error(req, RPC_E_SERVER, "%s", cs->err.msg);
+    } else if (cs->rc < 0) {
         rpc__req_thaw_err(req, &cs->err);
     } else {
         pool_tpl_status_t *st = malloc(sizeof(*st));

@@ -42,6 +42,9 @@ static void usage(FILE *f)
                "  --allow-uid UID|NAME   allow this uid (repeatable; default: anyone who can\n"
                "                         open the socket, which is mode 0660)\n"
                "  --allow-gid GID|NAME   allow this primary gid (repeatable)\n"
+               "  --admin-uid UID|NAME   may also create/delete templates and configure pools\n"
+               "                         (root and thawd's own uid always may; repeatable)\n"
+               "  --admin-gid GID|NAME   the same for a primary gid (repeatable)\n"
                "  --enable-process-tier  offer the 'process' tier (NO isolation: tests only)\n"
                "  --no-default-templates do not create the 'default' template\n"
                "  --log-level LEVEL      debug|info|warn|error (env THAW_LOG)\n"
@@ -129,6 +132,8 @@ enum {
     O_LEASE,
     O_UID,
     O_GID,
+    O_ADMIN_UID,
+    O_ADMIN_GID,
     O_PROCESS,
     O_NODEFAULT,
     O_LOG,
@@ -155,6 +160,8 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         {"max-lease", required_argument, NULL, O_LEASE},
         {"allow-uid", required_argument, NULL, O_UID},
         {"allow-gid", required_argument, NULL, O_GID},
+        {"admin-uid", required_argument, NULL, O_ADMIN_UID},
+        {"admin-gid", required_argument, NULL, O_ADMIN_GID},
         {"enable-process-tier", no_argument, NULL, O_PROCESS},
         {"no-default-templates", no_argument, NULL, O_NODEFAULT},
         {"log-level", required_argument, NULL, O_LOG},
@@ -231,20 +238,23 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
             o->rpc.max_lease_s = (uint32_t)v;
             break;
         case O_UID:
-        case O_GID: {
-            bool gid = c == O_GID;
-            unsigned *n = gid ? &o->rpc.n_allowed_gids : &o->rpc.n_allowed_uids;
+        case O_GID:
+        case O_ADMIN_UID:
+        case O_ADMIN_GID: {
+            bool gid = c == O_GID || c == O_ADMIN_GID;
+            bool admin = c == O_ADMIN_UID || c == O_ADMIN_GID;
+            unsigned *n = admin ? (gid ? &o->rpc.n_admin_gids : &o->rpc.n_admin_uids)
+                                : (gid ? &o->rpc.n_allowed_gids : &o->rpc.n_allowed_uids);
+            unsigned *ids = admin ? (gid ? o->rpc.admin_gids : o->rpc.admin_uids)
+                                  : (gid ? o->rpc.allowed_gids : o->rpc.allowed_uids);
             unsigned id;
             if (*n >= RPC_MAX_ALLOWED) {
-                fprintf(stderr, "thawd: at most %d --allow-%s\n", RPC_MAX_ALLOWED,
-                        gid ? "gid" : "uid");
+                fprintf(stderr, "thawd: at most %d of %s\n", RPC_MAX_ALLOWED, name);
                 return -EINVAL;
             }
             r = parse_id(name, optarg, gid, &id);
-            if (r == 0 && gid)
-                o->rpc.allowed_gids[(*n)++] = id;
-            else if (r == 0)
-                o->rpc.allowed_uids[(*n)++] = id;
+            if (r == 0)
+                ids[(*n)++] = id;
             break;
         }
         case O_PROCESS:

@@ -160,6 +160,7 @@ void rpc__sb_foreach(rpc_server_t *srv, void (*fn)(rpc_sb_t *e, void *ud), void 
 typedef struct rpc_method {
     const char *name;
     void (*fn)(rpc_req_t *req);
+    bool admin; /* changes templates or pools: admins only */
 } rpc_method_t;
 void rpc__m_server_info(rpc_req_t *req);
 void rpc__m_server_stats(rpc_req_t *req);

@@ -53,6 +53,14 @@ typedef struct rpc_config {
     unsigned n_allowed_uids; /* 0 with 0 gids: everyone who can open the socket */
     gid_t allowed_gids[RPC_MAX_ALLOWED];
     unsigned n_allowed_gids;
+    /*
+     * Who may change templates and pools (template.create/delete,
+     * pool.configure/prewarm): root, thawd's own uid, and these.
+     */
+    uid_t admin_uids[RPC_MAX_ALLOWED];
+    unsigned n_admin_uids;
+    gid_t admin_gids[RPC_MAX_ALLOWED];
+    unsigned n_admin_gids;
     const char *store_dir; /* for server.info */
     const char *vm_note;   /* extra words on the vm tier for server.info, or NULL */
 } rpc_config_t;

@@ -70,11 +70,16 @@ static int teardown(void **state)
     return st == 0 ? 0 : -1;
 }
 
-/* Send raw bytes and read one reply line. */
+/* Send raw bytes and read the next reply (notifications are set aside). */
 static json_t *raw(th_conn_t *c, const char *s)
 {
     assert_int_equal(th_send_raw(c, s, strlen(s)), 0);
-    return th_recv(c, 10000);
+    for (;;) {
+        json_t *m = th_recv(c, 10000);
+        if (!m || json_object_get(m, "id"))
+            return m;
+        json_array_append_new(c->notes, m);
+    }
 }
 
 static void assert_usable(th_conn_t *c)
@@ -163,7 +168,7 @@ static void test_error_codes(void **state)
     expect_error(c,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"template.create\",\"params\":"
                  "{\"name\":\"v\",\"tier\":\"vm\",\"image\":\"/nonexistent\"}}\n",
-                 -32006, "vm");
+                 -32000, "/nonexistent");
     expect_error(c,
                  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sandbox.run\",\"params\":"
                  "{\"template\":\"nosuch\",\"argv\":[\"true\"]}}\n",
@@ -187,6 +192,19 @@ static void test_error_codes(void **state)
     json_t *st = th_ok(c, "server.stats", NULL);
     assert_true(json_integer_value(json_object_get(json_object_get(st, "server"), "errors")) >= 20);
     json_decref(st);
+    /* A tier this thawd will not run: one started without --enable-process-tier. */
+    th_daemon_t d2 = {0};
+    const char *args[] = {"--no-default-templates", NULL};
+    assert_int_equal(th_start(&d2, args), 0);
+    th_conn_t c2;
+    assert_int_equal(th_connect(&c2, d2.sock), 0);
+    expect_error(&c2,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"template.create\",\"params\":"
+                 "{\"name\":\"x\",\"tier\":\"process\"}}\n",
+                 -32006, "no isolation");
+    th_close(&c2);
+    assert_int_equal(th_stop(&d2), 0);
+    th_cleanup(&d2);
 }
 
 /* Wait until the pool is idle at min_ready, so descriptor counts compare. */

@@ -129,6 +129,29 @@ static int b_is_denied(const th_daemon_t *d, char *out)
     return 0;
 }
 
+static int b_is_not_admin(const th_daemon_t *d, char *out)
+{
+    (void)out;
+    th_conn_t c;
+    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    json_t *r =
+        th_call(&c, "template.create", json_pack("{s:s, s:s}", "name", "mine", "tier", "process"));
+    CHECK(th_code(r) == -32007, "template.create by a non-admin: %d %s", th_code(r), th_msg(r));
+    json_decref(r);
+    r = th_call(&c, "template.delete", json_pack("{s:s}", "name", "p"));
+    CHECK(th_code(r) == -32007, "template.delete by a non-admin: %d", th_code(r));
+    json_decref(r);
+    r = th_call(&c, "pool.configure", json_pack("{s:s, s:i}", "name", "p", "min_ready", 3));
+    CHECK(th_code(r) == -32007, "pool.configure by a non-admin: %d", th_code(r));
+    json_decref(r);
+    /* Reading is for everyone. */
+    r = th_call(&c, "template.list", NULL);
+    CHECK(r && !th_code(r), "template.list: %s", th_msg(r));
+    json_decref(r);
+    th_close(&c);
+    return 0;
+}
+
 static int a_still_owns(const th_daemon_t *d, char *out)
 {
     (void)out;
@@ -200,6 +223,7 @@ static void test_uid_b_cannot_touch_uid_a(void **state)
     assert_int_equal(as_uid(UID_A, a_acquires, &d, shared_id), 0);
     assert_int_equal(strncmp(shared_id, "sb-", 3), 0);
     assert_int_equal(as_uid(UID_B, b_is_denied, &d, NULL), 0);
+    assert_int_equal(as_uid(UID_B, b_is_not_admin, &d, NULL), 0);
     /* Not even root sees another uid's sandbox through the API. */
     json_t *r =
         th_call(&root, "sandbox.exec", json_pack("{s:s, s:[s]}", "id", shared_id, "argv", "true"));
