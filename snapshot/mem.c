@@ -91,7 +91,7 @@ int snap_mem_attach(snap_t *snap, snap_engine_t engine, const snap_mem_opts_t *o
                                           .size = snap->regions[i].size};
     switch (engine) {
     case SNAP_ENGINE_EAGER:
-        r = snap__eager_attach(mem, err);
+        r = snap__eager_attach(mem, o.threads, err);
         break;
     case SNAP_ENGINE_LAZY:
         r = snap__lazy_attach(mem, &o, err);
@@ -100,7 +100,7 @@ int snap_mem_attach(snap_t *snap, snap_engine_t engine, const snap_mem_opts_t *o
         snap_base_t *base = o.base;
         if (base)
             atomic_fetch_add(&base->refs, 1);
-        else if ((r = snap_base_get(snap, &base, err)) < 0)
+        else if ((r = snap__base_get(snap, o.threads, &base, err)) < 0)
             break;
         r = snap__shared_attach(mem, base, err);
         break;

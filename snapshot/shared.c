@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The shared engine: the snapshot's memory is decompressed once into a
- * sealed memfd (the base image, cached by the snapshot), and every restore
+ * sealed memfd (the base image, cached by the snapshot; built on a few
+ * threads), and every restore
  * maps the regions MAP_PRIVATE from it.  Restore is a handful of mmap calls
  * whatever the memory size; clones share each page until they write it.
  */
@@ -17,7 +18,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-static int base_build(snap_t *snap, snap_base_t **out, thaw_err_t *err)
+static int base_build(snap_t *snap, unsigned threads, snap_base_t **out, thaw_err_t *err)
 {
     uint64_t t0 = thaw_now_ns();
     uint64_t size = snap->image_size;
@@ -32,22 +33,13 @@ static int base_build(snap_t *snap, snap_base_t **out, thaw_err_t *err)
             .addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), .len = size};
         if (m.addr == MAP_FAILED)
             return thaw_err_sys(err, errno, "snapshot '%s': map base", snap->dir);
-        _cleanup_free_ void *scratch = malloc(snap->chunk_size);
-        if (!scratch)
-            return thaw_err_sys(err, ENOMEM, "snapshot '%s'", snap->dir);
-        for (size_t i = 0; i < snap->nregions; i++) {
-            const struct snap__region *r = &snap->regions[i];
-            for (uint64_t c = 0; c < r->nchunks; c++) {
-                uint64_t idx = r->first_chunk + c;
-                /* Holes in the memfd read as zero: zero chunks stay holes. */
-                if (snap->table[idx].kind == SNAP__CHUNK_ZERO)
-                    continue;
-                int rc = snap__chunk_read(
-                    snap, idx, (char *)m.addr + r->offset + c * snap->chunk_size, scratch, err);
-                if (rc < 0)
-                    return rc;
-            }
-        }
+        char *bases[SNAP_MAX_REGIONS];
+        for (size_t i = 0; i < snap->nregions; i++)
+            bases[i] = (char *)m.addr + snap->regions[i].offset;
+        /* Zero chunks stay holes in the memfd, which read as zero. */
+        int rc = snap__decode_all(snap, bases, threads, NULL, err);
+        if (rc < 0)
+            return rc;
     }
     /* Sealed: no clone (or bug) can change the base under the others. */
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
@@ -65,18 +57,23 @@ static int base_build(snap_t *snap, snap_base_t **out, thaw_err_t *err)
     return 0;
 }
 
-int snap_base_get(snap_t *snap, snap_base_t **out, thaw_err_t *err)
+int snap__base_get(snap_t *snap, unsigned threads, snap_base_t **out, thaw_err_t *err)
 {
     int r = 0;
     pthread_mutex_lock(&snap->base_lock);
     if (!snap->base)
-        r = base_build(snap, &snap->base, err);
+        r = base_build(snap, threads ? threads : snap__default_threads(), &snap->base, err);
     if (r == 0) {
         atomic_fetch_add(&snap->base->refs, 1);
         *out = snap->base;
     }
     pthread_mutex_unlock(&snap->base_lock);
     return r;
+}
+
+int snap_base_get(snap_t *snap, snap_base_t **out, thaw_err_t *err)
+{
+    return snap__base_get(snap, 0, out, err);
 }
 
 void snap_base_put(snap_base_t *base)

@@ -224,6 +224,18 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
                         unsigned threads, snap_write_stats_t *stats, uint32_t *table_crc,
                         uint64_t *file_size, thaw_err_t *err);
 
+/* ---- decode.c */
+typedef struct snap__decode_stats {
+    uint64_t bytes_read, bytes_installed, chunks_zero;
+} snap__decode_stats_t;
+/* Decode every stored chunk of snap into bases[region] + its offset in the
+ * region, on up to `threads` threads.  Returns 0 or the first error. */
+int snap__decode_all(const snap_t *snap, char *const *bases, unsigned threads,
+                     snap__decode_stats_t *stats, thaw_err_t *err);
+/* Threads for whole-image decoding when the caller does not say: online
+ * CPUs, at most 4. */
+unsigned snap__default_threads(void);
+
 /* ---- open.c */
 snap_t *snap__ref(snap_t *snap);
 /* Error helper: "snapshot '<dir>': <file>: <msg>". */
@@ -237,8 +249,10 @@ void snap__mem_fail(snap_mem_t *mem, const thaw_err_t *err);
 int snap__map_sigbus(void *addr, size_t len);
 
 /* ---- eager.c, shared.c, lazy.c */
-int snap__eager_attach(snap_mem_t *mem, thaw_err_t *err);
+int snap__eager_attach(snap_mem_t *mem, unsigned threads, thaw_err_t *err);
 int snap__shared_attach(snap_mem_t *mem, snap_base_t *base, thaw_err_t *err);
+/* Build the base image on `threads` threads (0: snap__default_threads). */
+int snap__base_get(snap_t *snap, unsigned threads, snap_base_t **out, thaw_err_t *err);
 int snap__lazy_attach(snap_mem_t *mem, const snap_mem_opts_t *opts, thaw_err_t *err);
 /* Stop the fault thread, poison every region, wake blocked faulters (idempotent). */
 void snap__lazy_abort(snap_mem_t *mem);

@@ -204,6 +204,9 @@ typedef struct snap_mem_opts {
     /* shared: the base to map; NULL: the snapshot's cached base (created on
      * first use and kept until the snapshot's last reference goes). */
     snap_base_t *base;
+    /* eager, and shared when it builds the base: decompression threads;
+     * 0: online CPUs, at most 4. */
+    unsigned threads;
     /* lazy: failure callback (may be NULL); see snap_mem_error_cb. */
     snap_mem_error_cb on_error;
     void *opaque;

@@ -83,7 +83,8 @@ static void roundtrip(uint32_t chunk, snap_engine_t engine, int level, unsigned 
     check_sections(snap);
 
     snap_mem_t *mem = NULL;
-    assert_int_equal(snap_mem_attach(snap, engine, NULL, &mem, &err), 0);
+    snap_mem_opts_t mo = {.threads = threads}; /* decode threads too */
+    assert_int_equal(snap_mem_attach(snap, engine, &mo, &mem, &err), 0);
     snap_close(snap); /* the memory keeps the snapshot alive */
     assert_int_equal(st_mem_equals(mem, &img), 0);
     snap_mem_stats_t st;
