@@ -42,7 +42,7 @@ struct result {
     uint32_t chunk;
     double write_gbps, write_total_gbps, ratio;
     uint64_t chunks_zero, chunks_raw, chunks_lz4;
-    double eager_gbps;  /* restore throughput of the eager engine, one core */
+    double eager_gbps;  /* restore throughput of the eager engine (default threads) */
     double decode_gbps; /* read + inflate + crc of every stored chunk into a warm buffer */
     struct engine_result e[3];
 };
@@ -369,7 +369,9 @@ int main(int argc, char **argv)
     else
         printf("columns: write GB/s (compression, 2 threads), ratio, restore call p50/p99, time "
                "to touch every page / a random 10%% of pages, lazy faults on that 10%%, time per "
-               "fault, and faults left with the recorded working set prefetched\n");
+               "fault; note: eager restore throughput (default decode threads) and decode alone on "
+               "one core, lazy faults on the same 10%% with the recorded working set prefetched, "
+               "shared base build time\n");
     free(rs);
     st_rmtree(root);
     return 0;
