@@ -81,8 +81,10 @@ int snap__ws_save(const snap_t *snap, const uint32_t *idx, size_t count, thaw_er
     _cleanup_close_ int dfd = open(snap->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return snap__err(snap, err, errno, F, "open directory: %s", strerror(errno));
+    /* pid and a counter: several memories of one snapshot may save at once. */
+    static atomic_uint counter;
     char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", F, (int)getpid());
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", F, (int)getpid(), atomic_fetch_add(&counter, 1));
     unlinkat(dfd, tmp, 0);
     int r = snap__write_file_at(dfd, tmp, buf, len, err);
     if (r < 0)
