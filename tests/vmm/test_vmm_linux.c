@@ -9,12 +9,16 @@
  *   agent (suite kvm-hw): boot kernel + initramfs to the agent's hello and
  *     run a command through it.  Needs hardware KVM: on PVM a Linux guest
  *     does not get that far at a useful speed, so it skips there.
+ *   snapshot (suite kvm-hw): boot, warm, quiesce, snapshot, restore two
+ *     clones (shared engine), thaw each (fresh entropy and clock), exec in
+ *     both: they read different random bytes and the current time.
  */
 #include <dirent.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guest/agent_client.h"
@@ -103,6 +107,120 @@ static int smoke(void)
     return 0;
 }
 
+static bool exec_out(agent_client_t *cl, const char *sh, char *out, size_t len, thaw_err_t *err)
+{
+    const char *argv[] = {"/bin/sh", "-c", sh, NULL};
+    agent_exec_req_t req = {.argv = argv, .timeout_ms = 10000};
+    agent_exec_result_t res = {0};
+    int rc = agent_client_exec(cl, &req, &res, err);
+    bool ok = rc == 0 && res.exit_code == 0 && res.out;
+    if (ok)
+        snprintf(out, len, "%s", (char *)res.out);
+    agent_exec_result_free(&res);
+    return ok;
+}
+
+static void require_hw_linux(const char *initrd, char *kernel, size_t klen)
+{
+    const char *why;
+    if (vmm_host_is_pvm(&why))
+        thaw_test_skip("KVM is PVM here (%s): a Linux guest needs hardware virtualization "
+                       "(vmx/svm) to reach the agent",
+                       why);
+    if (!initrd || access(initrd, R_OK) != 0)
+        thaw_test_skip("no initramfs (build the meson target thaw-initramfs)");
+    const char *env = getenv("THAW_GUEST_KERNEL");
+    if (env)
+        snprintf(kernel, klen, "%s", env);
+    else if (find_cached("bzImage", kernel, klen) != 0)
+        thaw_test_skip("no bzImage in ~/.cache/thaw/kernel/ (guest/kernel/build.sh)");
+}
+
+static int snapshot_clones(const char *initrd)
+{
+    char kernel[512], dir[] = "/tmp/thaw-vmm-linux-XXXXXX";
+    require_hw_linux(initrd, kernel, sizeof(kernel));
+    if (!mkdtemp(dir))
+        return 1;
+    vmm_config_t c = {.kernel_path = kernel,
+                      .initrd_path = initrd,
+                      .cmdline = "console=ttyS0 quiet panic=-1 reboot=k",
+                      .mem_bytes = 256ull << 20,
+                      .vcpus = 1,
+                      .agent_console = true};
+    thaw_err_t err;
+    vmm_t *vm = NULL;
+    agent_client_t *cl = NULL;
+    int rc = vmm_create(&c, &vm, &err);
+    if (rc == 0)
+        rc = vmm_start(vm, &err);
+    if (rc == 0)
+        rc = agent_client_new(dup(vmm_agent_fd(vm)), &cl, &err);
+    if (rc == 0)
+        rc = agent_client_wait_hello(cl, 60000, NULL, &err);
+    char out[256];
+    if (rc == 0 && !exec_out(cl, "echo warm", out, sizeof(out), &err))
+        rc = -1;
+    if (rc == 0)
+        rc = agent_client_quiesce(cl, 10000, &err);
+    char snapdir[600];
+    snprintf(snapdir, sizeof(snapdir), "%s/snap", dir);
+    if (rc == 0)
+        rc = vmm_snapshot(vm, snapdir, NULL, NULL, &err);
+    agent_client_destroy(cl);
+    vmm_destroy(vm);
+    if (rc != 0) {
+        printf("FAIL: %s\n", err.msg);
+        return 1;
+    }
+    snap_t *snap;
+    if (snap_open(snapdir, &snap, &err) < 0) {
+        printf("FAIL: %s\n", err.msg);
+        return 1;
+    }
+    char rnd[2][256] = {"", ""};
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; i++) {
+        vmm_restore_opts_t o = {.engine = SNAP_ENGINE_SHARED};
+        vmm_t *r = NULL;
+        agent_client_t *rc_cl = NULL;
+        ok = vmm_restore(snap, &o, &r, NULL, &err) == 0 && vmm_start(r, &err) == 0 &&
+             agent_client_new(dup(vmm_agent_fd(r)), &rc_cl, &err) == 0;
+        uint8_t entropy[64];
+        FILE *ur = fopen("/dev/urandom", "r");
+        ok = ok && ur && fread(entropy, 1, sizeof(entropy), ur) == sizeof(entropy);
+        if (ur)
+            fclose(ur);
+        bool applied = false;
+        ok = ok &&
+             agent_client_thaw(rc_cl, entropy, sizeof(entropy), 0, 10000, &applied, &err) == 0 &&
+             applied;
+        ok = ok &&
+             exec_out(rc_cl, "head -c 16 /dev/urandom | od -An -tx1", rnd[i], sizeof(rnd[i]), &err);
+        ok = ok && exec_out(rc_cl, "date +%s", out, sizeof(out), &err);
+        if (ok) {
+            long long g = atoll(out), h = (long long)time(NULL);
+            ok = g >= h - 5 && g <= h + 5;
+            if (!ok)
+                printf("FAIL: clone %d clock %lld, host %lld\n", i, g, h);
+        } else {
+            printf("FAIL: clone %d: %s\n", i, err.msg);
+        }
+        agent_client_destroy(rc_cl);
+        vmm_destroy(r);
+    }
+    snap_close(snap);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("could not remove %s\n", dir);
+    if (ok && !strcmp(rnd[0], rnd[1])) {
+        printf("FAIL: both clones read the same random bytes: %s\n", rnd[0]);
+        ok = false;
+    }
+    return ok ? 0 : 1;
+}
+
 static int agent(const char *initrd)
 {
     const char *why;
@@ -161,5 +279,7 @@ int main(int argc, char **argv)
         return smoke();
     if (argc > 1 && !strcmp(argv[1], "agent"))
         return agent(argc > 2 ? argv[2] : NULL);
+    if (argc > 1 && !strcmp(argv[1], "snapshot"))
+        return snapshot_clones(argc > 2 ? argv[2] : NULL);
     thaw_test_skip("usage: test-vmm-linux smoke|agent [initramfs]");
 }
