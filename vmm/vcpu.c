@@ -74,6 +74,8 @@ void vmm__vcpu_kick(vmm_vcpu_t *v)
         pthread_kill(v->thread, VMM_KICK_SIGNAL);
 }
 
+static void handle_exit(vmm_vcpu_t *v);
+
 /* Park while a pause is requested; returns false when the VM is stopping. */
 static bool wait_runnable(vmm_vcpu_t *v)
 {
@@ -88,7 +90,9 @@ static bool wait_runnable(vmm_vcpu_t *v)
              * consistent for a snapshot. */
             __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&vm->lock);
-            ioctl(v->fd, KVM_RUN, 0);
+            /* String I/O may need more than one round to complete. */
+            for (int i = 0; i < 64 && ioctl(v->fd, KVM_RUN, 0) == 0; i++)
+                handle_exit(v);
             pthread_mutex_lock(&vm->lock);
             if (!vm->pause_req || atomic_load(&vm->stopping))
                 continue;
@@ -129,8 +133,62 @@ static void handle_mmio(vmm_vcpu_t *v)
     unsigned len = run->mmio.len;
     if (len != 1 && len != 2 && len != 4 && len != 8)
         return;
+    /* An MMIO exit inside RAM means the memory behind it is gone (a lazy
+     * restore whose chunk failed): the guest cannot go on. */
+    if (vmm__gpa(v->vm, run->mmio.phys_addr, len)) {
+        vmm__stop(v->vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
+                  "vcpu %u: guest memory at 0x%llx is unavailable", v->id,
+                  (unsigned long long)run->mmio.phys_addr);
+        return;
+    }
     vmm__bus_access(v->vm, VMM_BUS_MMIO, run->mmio.phys_addr, run->mmio.data, len,
                     run->mmio.is_write);
+}
+
+/* Act on the exit KVM_RUN just returned (rc 0). */
+static void handle_exit(vmm_vcpu_t *v)
+{
+    vmm_t *vm = v->vm;
+    struct kvm_run *run = v->run;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        handle_io(v);
+        break;
+    case KVM_EXIT_MMIO:
+        handle_mmio(v);
+        break;
+    case KVM_EXIT_INTR:
+        break;
+    case KVM_EXIT_HLT:
+        /* Only without an in-kernel LAPIC; ours has one, so a halt here
+         * means the guest stopped for good. */
+        vmm__stop(vm, VMM_EXIT_POWEROFF, 0, v->id, "vcpu %u: hlt", v->id);
+        break;
+    case KVM_EXIT_SHUTDOWN:
+        vmm__stop(vm, VMM_EXIT_TRIPLE_FAULT, 0, v->id, "vcpu %u: triple fault", v->id);
+        break;
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+            vmm__stop(vm, VMM_EXIT_RESET, 0, v->id, "vcpu %u: system reset", v->id);
+        else
+            vmm__stop(vm, VMM_EXIT_POWEROFF, 0, v->id, "vcpu %u: system event %u", v->id,
+                      run->system_event.type);
+        break;
+    case KVM_EXIT_INTERNAL_ERROR:
+        vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
+                  "vcpu %u: KVM_EXIT_INTERNAL_ERROR suberror %u", v->id, run->internal.suberror);
+        break;
+    case KVM_EXIT_FAIL_ENTRY:
+        vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
+                  "vcpu %u: KVM_EXIT_FAIL_ENTRY reason 0x%llx", v->id,
+                  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+        break;
+    default:
+        atomic_fetch_add(&vm->exits_other, 1);
+        vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id, "vcpu %u: unexpected exit %u", v->id,
+                  run->exit_reason);
+        break;
+    }
 }
 
 static void *vcpu_thread(void *arg)
@@ -154,47 +212,7 @@ static void *vcpu_thread(void *arg)
                       strerror(errno));
             break;
         }
-        struct kvm_run *run = v->run;
-        switch (run->exit_reason) {
-        case KVM_EXIT_IO:
-            handle_io(v);
-            break;
-        case KVM_EXIT_MMIO:
-            handle_mmio(v);
-            break;
-        case KVM_EXIT_INTR:
-            break;
-        case KVM_EXIT_HLT:
-            /* Only without an in-kernel LAPIC; ours has one, so a halt here
-             * means the guest stopped for good. */
-            vmm__stop(vm, VMM_EXIT_POWEROFF, 0, v->id, "vcpu %u: hlt", v->id);
-            break;
-        case KVM_EXIT_SHUTDOWN:
-            vmm__stop(vm, VMM_EXIT_TRIPLE_FAULT, 0, v->id, "vcpu %u: triple fault", v->id);
-            break;
-        case KVM_EXIT_SYSTEM_EVENT:
-            if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
-                vmm__stop(vm, VMM_EXIT_RESET, 0, v->id, "vcpu %u: system reset", v->id);
-            else
-                vmm__stop(vm, VMM_EXIT_POWEROFF, 0, v->id, "vcpu %u: system event %u", v->id,
-                          run->system_event.type);
-            break;
-        case KVM_EXIT_INTERNAL_ERROR:
-            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
-                      "vcpu %u: KVM_EXIT_INTERNAL_ERROR suberror %u", v->id,
-                      run->internal.suberror);
-            break;
-        case KVM_EXIT_FAIL_ENTRY:
-            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
-                      "vcpu %u: KVM_EXIT_FAIL_ENTRY reason 0x%llx", v->id,
-                      (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-            break;
-        default:
-            atomic_fetch_add(&vm->exits_other, 1);
-            vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id, "vcpu %u: unexpected exit %u", v->id,
-                      run->exit_reason);
-            break;
-        }
+        handle_exit(v);
     }
     return NULL;
 }

@@ -338,6 +338,7 @@ static void test_teardown_leaks_nothing(void **state)
         assert_int_equal(vmm_create(&c, &cvm, &err), 0);
         assert_int_equal(vmm_pause(a), 0);
         assert_int_equal(vmm_resume(a), 0);
+        assert_int_equal(vmm_pause(a), 0); /* destroyed while paused */
         vmm_destroy(a);
         vmm_destroy(b);
         vmm_destroy(cvm);
