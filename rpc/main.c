@@ -39,18 +39,57 @@ static void log_progress(void *ud, const char *stage, const char *detail)
     (void)ud;
 }
 
-static void create_defaults(pool_t *pool)
+static bool have_template(pool_t *pool, const char *name)
 {
-    char why[512];
     char **names = NULL;
     size_t n = 0;
     bool have = false;
     if (pool_template_names(pool, &names, &n) >= 0) {
         for (size_t i = 0; i < n; i++)
-            have |= !strcmp(names[i], "default");
+            have |= !strcmp(names[i], name);
         pool_names_free(names, n);
     }
-    if (have)
+    return have;
+}
+
+/*
+ * The default vm template ("vm"): the guest image booted, snapshotted and
+ * pooled like any vm template, but only on hardware KVM, where a Linux guest
+ * boots in well under a second.  Under PVM it could not (server.info says
+ * so), and without the kernel and initramfs there is nothing to boot.
+ */
+static void create_default_vm(pool_t *pool, const thawd_opts_t *o, const char *vm_note)
+{
+    char why[512];
+    if (have_template(pool, "vm"))
+        return;
+    if (pool_tier_available(pool, "vm", why, sizeof(why)) != 1 || vm_note[0]) {
+        thaw_info("thawd", "no_default_vm_template", "reason=\"%s\"", vm_note[0] ? vm_note : why);
+        return;
+    }
+    if (!o->vm_kernel[0] || access(o->vm_kernel, R_OK) < 0 || !o->vm_initrd[0] ||
+        access(o->vm_initrd, R_OK) < 0) {
+        thaw_info("thawd", "no_default_vm_template",
+                  "reason=\"no guest image: kernel '%s', initramfs '%s' (guest/kernel/build.sh "
+                  "builds the kernel; --vm-kernel/--vm-initrd)\"",
+                  o->vm_kernel, o->vm_initrd);
+        return;
+    }
+    pool_tpl_def_t def;
+    pool_tpl_def_init(&def);
+    snprintf(def.name, sizeof(def.name), "vm");
+    snprintf(def.tier, sizeof(def.tier), "vm");
+    snprintf(def.image, sizeof(def.image), "%s", o->vm_kernel);
+    snprintf(def.initrd, sizeof(def.initrd), "%s", o->vm_initrd);
+    thaw_err_t err = {0};
+    if (pool_template_create(pool, &def, log_progress, NULL, &err) < 0)
+        thaw_error("thawd", "default_vm_template_failed", "msg=\"%s\"", thaw_err_msg(&err));
+}
+
+static void create_defaults(pool_t *pool)
+{
+    char why[512];
+    if (have_template(pool, "default"))
         return;
     if (pool_tier_available(pool, "sentry", why, sizeof(why)) != 1) {
         thaw_warn("thawd", "no_default_template", "reason=\"sentry tier unavailable: %s\"", why);
@@ -110,8 +149,10 @@ int main(int argc, char **argv)
     int loaded = pool_load(pool, &err);
     if (loaded < 0)
         thaw_warn("thawd", "store_load_failed", "msg=\"%s\"", thaw_err_msg(&err));
-    if (!o.no_default_templates)
+    if (!o.no_default_templates) {
         create_defaults(pool);
+        create_default_vm(pool, &o, note);
+    }
 
     o.rpc.vm_note = note;
     rpc_server_t *srv = NULL;

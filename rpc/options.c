@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -45,6 +46,9 @@ static void usage(FILE *f)
                "  --admin-uid UID|NAME   may also create/delete templates and configure pools\n"
                "                         (root and thawd's own uid always may; repeatable)\n"
                "  --admin-gid GID|NAME   the same for a primary gid (repeatable)\n"
+               "  --vm-kernel PATH       guest kernel of the default vm template (default:\n"
+               "                         $THAW_GUEST_KERNEL, else guest/kernel/build.sh's cache)\n"
+               "  --vm-initrd PATH       its initramfs (default: this build's guest initramfs)\n"
                "  --enable-process-tier  offer the 'process' tier (NO isolation: tests only)\n"
                "  --no-default-templates do not create the 'default' template\n"
                "  --log-level LEVEL      debug|info|warn|error (env THAW_LOG)\n"
@@ -85,6 +89,28 @@ static void default_paths(thawd_opts_t *o)
         snprintf(o->store_dir, sizeof(o->store_dir), "%s/.local/state/thaw", env);
     else
         snprintf(o->store_dir, sizeof(o->store_dir), "/tmp/thaw-%d-store", (int)geteuid());
+
+    /* The guest for the default vm template: a kernel built by
+     * guest/kernel/build.sh into its cache, and this build's initramfs. */
+    if ((env = getenv("THAW_GUEST_KERNEL")) && env[0]) {
+        snprintf(o->vm_kernel, sizeof(o->vm_kernel), "%s", env);
+    } else {
+        char pattern[1100];
+        const char *cache = getenv("THAW_CACHE"), *xdg = getenv("XDG_CACHE_HOME");
+        const char *home = getenv("HOME");
+        if (cache && cache[0])
+            snprintf(pattern, sizeof(pattern), "%s/kernel/*/bzImage", cache);
+        else if (xdg && xdg[0])
+            snprintf(pattern, sizeof(pattern), "%s/thaw/kernel/*/bzImage", xdg);
+        else
+            snprintf(pattern, sizeof(pattern), "%s/.cache/thaw/kernel/*/bzImage",
+                     home && home[0] ? home : "/root");
+        glob_t g;
+        if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0)
+            snprintf(o->vm_kernel, sizeof(o->vm_kernel), "%s", g.gl_pathv[g.gl_pathc - 1]);
+        globfree(&g);
+    }
+    snprintf(o->vm_initrd, sizeof(o->vm_initrd), "%s", THAW_GUEST_INITRAMFS_PATH);
 
     /* The installed agent if there is one, else the one from this build tree. */
     if (access(THAW_AGENT_INSTALL_PATH, X_OK) == 0)
@@ -135,6 +161,8 @@ enum {
     O_ADMIN_UID,
     O_ADMIN_GID,
     O_PROCESS,
+    O_VM_KERNEL,
+    O_VM_INITRD,
     O_NODEFAULT,
     O_LOG,
     O_HELP,
@@ -163,6 +191,8 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         {"admin-uid", required_argument, NULL, O_ADMIN_UID},
         {"admin-gid", required_argument, NULL, O_ADMIN_GID},
         {"enable-process-tier", no_argument, NULL, O_PROCESS},
+        {"vm-kernel", required_argument, NULL, O_VM_KERNEL},
+        {"vm-initrd", required_argument, NULL, O_VM_INITRD},
         {"no-default-templates", no_argument, NULL, O_NODEFAULT},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, O_HELP},
@@ -259,6 +289,12 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         }
         case O_PROCESS:
             o->enable_process_tier = true;
+            break;
+        case O_VM_KERNEL:
+            snprintf(o->vm_kernel, sizeof(o->vm_kernel), "%s", optarg);
+            break;
+        case O_VM_INITRD:
+            snprintf(o->vm_initrd, sizeof(o->vm_initrd), "%s", optarg);
             break;
         case O_NODEFAULT:
             o->no_default_templates = true;

@@ -17,6 +17,8 @@ typedef struct thawd_opts {
     char socket_path[108];
     char store_dir[1024];
     char agent_path[1024];
+    char vm_kernel[1024]; /* the default vm template's guest ("" = none found) */
+    char vm_initrd[1024];
     unsigned threads; /* libuv worker threads (UV_THREADPOOL_SIZE) */
     bool enable_process_tier;
     bool no_default_templates;
