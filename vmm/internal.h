@@ -147,6 +147,7 @@ struct vmm {
     int kvm_fd;
     int vm_fd;
     bool pvm;
+    bool restoring; /* built for vmm_restore: boot-time vCPU set-up is skipped */
 
     vmm_mem_t mem[VMM_MAX_MEM_REGIONS];
     unsigned n_mem;

@@ -200,6 +200,7 @@ int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
         goto fail;
     }
     vm->pvm = vmm_host_is_pvm(NULL);
+    vm->restoring = !boot;
     /* KVM_CREATE_VM registers an MMU notifier, which gives up with EINTR
      * whenever a signal is pending for the caller: retry. */
     for (int tries = 0; tries < 100; tries++) {

@@ -8,6 +8,7 @@
  * CPU shows neither vmx nor svm in /proc/cpuinfo (then no hardware KVM
  * backend can be what serves /dev/kvm).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,19 +34,29 @@ static bool cpuinfo_has_hw_virt(void)
     return found;
 }
 
-bool vmm_host_is_pvm(const char **why)
+/* The answer cannot change while we run: decided once (reading
+ * /proc/cpuinfo costs milliseconds, too much for every VM creation). */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool is_pvm;
+static const char *reason;
+
+static void detect(void)
 {
     if (access("/sys/module/kvm_pvm", F_OK) == 0) {
-        if (why)
-            *why = "the kvm_pvm module serves /dev/kvm";
-        return true;
+        is_pvm = true;
+        reason = "the kvm_pvm module serves /dev/kvm";
+    } else if (!cpuinfo_has_hw_virt()) {
+        is_pvm = true;
+        reason = "the CPU has no vmx/svm flag, so /dev/kvm is not hardware KVM";
+    } else {
+        reason = "hardware KVM";
     }
-    if (!cpuinfo_has_hw_virt()) {
-        if (why)
-            *why = "the CPU has no vmx/svm flag, so /dev/kvm is not hardware KVM";
-        return true;
-    }
+}
+
+bool vmm_host_is_pvm(const char **why)
+{
+    pthread_once(&once, detect);
     if (why)
-        *why = "hardware KVM";
-    return false;
+        *why = reason;
+    return is_pvm;
 }

@@ -167,7 +167,7 @@ static int set_fpu_lapic(vmm_vcpu_t *v, thaw_err_t *err)
 int vmm_arch_vcpu_init(vmm_t *vm, vmm_vcpu_t *v, thaw_err_t *err)
 {
     int rc = set_cpuid(vm, v, err);
-    if (rc < 0)
+    if (rc < 0 || vm->restoring) /* a restore loads all the rest from the snapshot */
         return rc;
     if ((rc = set_msrs(v, err)) < 0)
         return rc;
