@@ -40,6 +40,7 @@ typedef struct agent_proc {
     uint64_t cap, sent;
     bool truncated;
     bool pty;                       /* in_fd and out_fd are the master of a pseudo-terminal */
+    bool in_eof_sent;               /* pty: the EOF character was written */
     uint64_t start_ns, deadline_ns; /* deadline 0 = none */
     bool timed_out;
     bool exited;
@@ -84,6 +85,8 @@ int agent__procs_tick(agent_t *a, uint64_t now);
 /* Earliest deadline among execs (0 = none). */
 uint64_t agent__next_deadline(agent_t *a);
 void agent__kill_all(agent_t *a);
+/* Kill every exec's process group and forget them (end of a session). */
+void agent__procs_free(agent_t *a);
 
 /* agent_files.c */
 int agent__put(agent_t *a, uint32_t id, const uint8_t *p, size_t len);

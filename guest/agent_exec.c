@@ -169,14 +169,24 @@ static int make_pty(int in[2], int out[2], int err[2], uint32_t rows, uint32_t c
     return 0;
 }
 
-/* No more stdin: close the pipe, or on a pty send the EOF character (^D),
- * since closing our duplicate of the master would not end the input. */
+/*
+ * No more stdin: close the pipe; on a pty, send the EOF character (^D)
+ * instead, since closing our duplicate of the master would not end the
+ * input.  The duplicate stays open until the command exits: closing it
+ * right after the ^D was seen to hang up the terminal now and then (the
+ * command died of SIGHUP before reading its input), so the pty is left
+ * exactly as a terminal emulator would leave it.
+ */
 static void stdin_done(agent_proc_t *pr)
 {
     if (pr->in_fd < 0)
         return;
-    if (pr->pty && write(pr->in_fd, "\x04", 1) < 0) {
-        /* best effort: the command may be gone already */
+    if (pr->pty) {
+        if (!pr->in_eof_sent && write(pr->in_fd, "\x04", 1) < 0) {
+            /* best effort: the command may be gone already */
+        }
+        pr->in_eof_sent = true;
+        return;
     }
     close(pr->in_fd);
     pr->in_fd = -1;
@@ -517,4 +527,13 @@ void agent__kill_all(agent_t *a)
     for (agent_proc_t *pr = a->procs; pr; pr = pr->next)
         if (!pr->exited)
             kill(-pr->pid, SIGKILL);
+}
+
+void agent__procs_free(agent_t *a)
+{
+    agent__kill_all(a);
+    /* their request ids belong to a session that is over; the processes
+     * are reaped as orphans by the SIGCHLD path */
+    while (a->procs)
+        proc_free(a, a->procs);
 }

@@ -224,23 +224,25 @@ int main(int argc, char **argv)
             fprintf(stderr, "thaw-agent: ready on %s\n", dev);
             int r = serve(&a);
             fprintf(stderr, "thaw-agent: session ended (%s); reopening %s\n", strerror(-r), dev);
-            agent__kill_all(&a);
+            agent__procs_free(&a);
             close(a.chan_fd);
             a.rlen = 0;
             /* a port with no host behind it reads EOF at once: do not spin */
             usleep(200000);
-            /* a PID 1 never exits; pending execs report into the new session */
+            /* a PID 1 never exits; the next session starts with no execs */
         }
     }
 
     if (!fd_env) {
         fprintf(stderr, "thaw-agent: no channel: set THAW_AGENT_FD to an inherited descriptor "
                         "(or run as PID 1 of a microVM)\n");
+        free(a.rbuf);
         return 2;
     }
     a.chan_fd = parse_fd(fd_env);
     if (a.chan_fd < 0) {
         fprintf(stderr, "thaw-agent: THAW_AGENT_FD=%s: %s\n", fd_env, strerror(-a.chan_fd));
+        free(a.rbuf);
         return 2;
     }
     unsetenv("THAW_AGENT_FD"); /* commands must not see or inherit the channel */
@@ -249,7 +251,8 @@ int main(int argc, char **argv)
     if (fl >= 0)
         fcntl(a.chan_fd, F_SETFL, fl & ~O_NONBLOCK);
     int r = serve(&a);
-    agent__kill_all(&a);
+    agent__procs_free(&a);
+    free(a.rbuf);
     if (r != -ECONNRESET)
         fprintf(stderr, "thaw-agent: session ended: %s\n", strerror(-r));
     return r == -ECONNRESET ? 0 : 1;

@@ -130,9 +130,10 @@ int agent__quiesce(agent_t *a, uint32_t id)
 
 _Noreturn void agent__shutdown(agent_t *a)
 {
-    agent__kill_all(a);
+    agent__procs_free(a);
     if (a->mode != AGENT_MODE_VM) {
         /* sentry: PID 1 leaving tears down the pid namespace; test: just exit */
+        free(a->rbuf);
         exit(0);
     }
     kill(-1, SIGTERM);
