@@ -34,7 +34,7 @@ if [ ! -r "$tarball" ]; then
     exit 1
 fi
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s-%Y "$tarball")
-key=$( { echo "recipe=$RECIPE src=$srcver"; ${CC:-gcc} --version | head -1; cat "$fragment"; } |
+key=$( { echo "recipe=$RECIPE src=$srcver"; gcc --version | head -1; cat "$fragment"; } |
     sha256sum | cut -c1-16)
 out="$cache/kernel/$key"
 
