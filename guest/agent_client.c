@@ -78,6 +78,8 @@ struct agent_exec {
     char name[64]; /* argv[0] for messages */
 };
 
+#define READ_BUF_MIN (64u << 10)
+
 static uint64_t deadline_after(uint32_t ms)
 {
     return thaw_now_ns() + (uint64_t)ms * 1000000ull;
@@ -282,7 +284,10 @@ static void dispatch_locked(agent_client_t *c, const agentwire_hdr_t *h, const u
 static void *reader_main(void *arg)
 {
     agent_client_t *c = arg;
-    size_t cap = AGENTWIRE_HDR_SIZE + AGENTWIRE_MAX_PAYLOAD;
+    /* Start small and grow to the largest frame seen (at most the cap): a
+     * pool holds one client per sandbox, most of which only ever see short
+     * frames. */
+    size_t cap = READ_BUF_MIN;
     _cleanup_free_ uint8_t *buf = malloc(cap);
     size_t have = 0;
     if (!buf) {
@@ -352,6 +357,19 @@ static void *reader_main(void *arg)
         if (off) {
             memmove(buf, buf + off, have - off);
             have -= off;
+        }
+        /* a frame larger than the buffer is in progress: make room for it */
+        agentwire_hdr_t h;
+        if (agentwire_hdr_decode(buf, have, &h) == 0 && AGENTWIRE_HDR_SIZE + h.len > cap) {
+            uint8_t *nb = realloc(buf, AGENTWIRE_HDR_SIZE + h.len);
+            if (!nb) {
+                pthread_mutex_lock(&c->lock);
+                kill_channel_locked(c, ENOMEM, "out of memory for a %u-byte frame", h.len);
+                pthread_mutex_unlock(&c->lock);
+                return NULL;
+            }
+            buf = nb;
+            cap = AGENTWIRE_HDR_SIZE + h.len;
         }
     }
 }
