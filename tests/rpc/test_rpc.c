@@ -423,7 +423,7 @@ static void test_disconnects_and_leases(void **state)
     /* A leased sandbox survives its connection and is found again by the same uid. */
     assert_int_equal(th_connect(&t, f->d.sock), 0);
     json_t *r =
-        th_ok(&t, "sandbox.acquire", json_pack("{s:s, s:i}", "template", "p", "lease_s", 1));
+        th_ok(&t, "sandbox.acquire", json_pack("{s:s, s:i}", "template", "p", "lease_s", 2));
     char id[64];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r, "id")));
     json_decref(r);
@@ -437,7 +437,7 @@ static void test_disconnects_and_leases(void **state)
                 json_pack("{s:s, s:i}", "template", "p", "lease_s", 1000000));
     assert_int_equal(th_code(r), -32602);
     json_decref(r);
-    for (int i = 0; i < 150 && handed_out(&f->c) != 0; i++)
+    for (int i = 0; i < 500 && handed_out(&f->c) != 0; i++)
         usleep(20000);
     assert_int_equal(handed_out(&f->c), 0);
     r = th_call(&f->c, "sandbox.exec", json_pack("{s:s, s:[s]}", "id", id, "argv", "true"));
