@@ -28,14 +28,29 @@ int agent__put(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
         free(put.path);
         return r;
     }
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
-    if (put.flags & AGENTWIRE_PUT_TRUNCATE)
-        flags |= O_TRUNC;
+    /* O_NONBLOCK: opening an existing FIFO for writing would otherwise wait
+     * for a reader with the whole agent stopped; only regular files pass */
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK;
     int fd = open(put.path, flags, (mode_t)put.mode);
     const char *step = "open";
     int e = 0;
+    struct stat st;
     if (fd < 0) {
         e = errno;
+        if (e == ENXIO) /* a FIFO with no reader */
+            e = EINVAL;
+    } else if (fstat(fd, &st) < 0) {
+        e = errno;
+        step = "stat";
+        close(fd);
+    } else if (!S_ISREG(st.st_mode)) {
+        e = EINVAL;
+        step = "not a regular file";
+        close(fd);
+    } else if ((put.flags & AGENTWIRE_PUT_TRUNCATE) && ftruncate(fd, 0) < 0) {
+        e = errno;
+        step = "truncate";
+        close(fd);
     } else {
         size_t off = 0;
         while (off < put.len) {
@@ -59,7 +74,9 @@ int agent__put(agent_t *a, uint32_t id, const uint8_t *p, size_t len)
             step = "close";
         }
     }
-    if (e)
+    if (e && !strcmp(step, "not a regular file"))
+        r = agent__send_error(a, id, e, "put '%s': not a regular file", put.path);
+    else if (e)
         r = agent__send_error(a, id, e, "put '%s': %s: %s", put.path, step, strerror(e));
     else
         r = agent__send_ok(a, id);

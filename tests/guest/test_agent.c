@@ -438,6 +438,14 @@ static void test_put_get(void **state)
     assert_int_equal(agent_client_put_file(f->c, "relative/x", "a", 1, 0644, 10000, &err), -EINVAL);
     assert_int_equal(agent_client_put_file(f->c, "/nonexistent/x", "a", 1, 0644, 10000, &err),
                      -ENOENT);
+    /* a FIFO must not stall the agent waiting for a reader, either way */
+    char fifo[300];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(agent_client_put_file(f->c, fifo, "a", 1, 0644, 10000, &err), -EINVAL);
+    assert_int_equal(agent_client_get_file(f->c, fifo, 10, &back, &blen, 10000, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    unlink(fifo);
     unlink(path);
     rmdir(dir);
     free(data);
