@@ -237,13 +237,20 @@ static void blk_reset(vmm_virtio_t *vio)
     /* In-flight requests finish on the event thread and are dropped there. */
 }
 
+static void blk_quiesce(vmm_virtio_t *vio);
+
 static void blk_destroy(vmm_virtio_t *vio)
 {
     blk_t *b = vio->priv;
     if (!b)
         return;
+    /* Ring teardown finishes asynchronously in the kernel: wait for every
+     * request here, while guest memory is still mapped, so no read lands
+     * in memory that is unmapped (or reused) later. */
+    if (b->ring_ok && b->vio)
+        blk_quiesce(vio);
     if (b->ring_ok)
-        io_uring_queue_exit(&b->ring); /* waits for in-flight I/O into guest memory */
+        io_uring_queue_exit(&b->ring);
     if (b->efd >= 0)
         close(b->efd);
     if (b->fd >= 0)
