@@ -451,21 +451,19 @@ bool agent_client_dead(agent_client_t *c, thaw_err_t *err)
     return dead;
 }
 
+/* A deadline (CLOCK_MONOTONIC ns, as thaw_now_ns) as an absolute timespec. */
+static struct timespec abs_deadline(uint64_t deadline_ns)
+{
+    return (struct timespec){.tv_sec = (time_t)(deadline_ns / 1000000000ull),
+                             .tv_nsec = (long)(deadline_ns % 1000000000ull)};
+}
+
 /* Wait on the condition until deadline; returns -ETIMEDOUT when it passed. */
 static int wait_until_locked(agent_client_t *c, uint64_t deadline_ns)
 {
-    uint64_t now = thaw_now_ns();
-    if (now >= deadline_ns)
+    if (thaw_now_ns() >= deadline_ns)
         return -ETIMEDOUT;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t left = deadline_ns - now;
-    ts.tv_sec += (time_t)(left / 1000000000ull);
-    ts.tv_nsec += (long)(left % 1000000000ull);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = abs_deadline(deadline_ns);
     pthread_cond_timedwait(&c->cond, &c->lock, &ts);
     return 0;
 }
@@ -515,7 +513,13 @@ static ssize_t chan_write(int fd, const void *buf, size_t len)
 static int send_frame(agent_client_t *c, const agentwire_msg_t *m, uint64_t deadline_ns,
                       thaw_err_t *err)
 {
-    pthread_mutex_lock(&c->wlock);
+    /* another caller's large write must not hold this one past its deadline */
+    struct timespec wts = abs_deadline(deadline_ns);
+    int lr = pthread_mutex_clocklock(&c->wlock, CLOCK_MONOTONIC, &wts);
+    if (lr != 0)
+        return thaw_err_set(err, lr == ETIMEDOUT ? ETIMEDOUT : lr,
+                            "agent channel: another request kept the channel busy past the "
+                            "deadline");
     size_t off = 0;
     int r = 0;
     while (off < m->len) {

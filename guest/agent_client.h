@@ -40,7 +40,8 @@ typedef agentwire_hello_t agent_hello_t;
  */
 int agent_client_new(int fd, agent_client_t **out, thaw_err_t *err);
 
-/* Stop the reader, fail anything still pending, close the fd, free.  NULL is fine. */
+/* Stop the reader, close the fd, free.  No other call on c may be in
+ * progress (join the threads using it first).  NULL is fine. */
 void agent_client_destroy(agent_client_t *c);
 
 /*

@@ -264,6 +264,42 @@ static void test_lying_exec_peer(void **state)
     peer_close(&p);
 }
 
+typedef struct put_job {
+    agent_client_t *c;
+    int rc;
+} put_job_t;
+
+static void *big_put(void *arg)
+{
+    put_job_t *j = arg;
+    size_t n = 16 << 20;
+    uint8_t *data = calloc(1, n);
+    thaw_err_t err;
+    j->rc = agent_client_put_file(j->c, "/x", data, n, 0644, 3000, &err);
+    free(data);
+    return NULL;
+}
+
+/* One caller stuck writing must not hold another past its own deadline. */
+static void test_writer_does_not_block_others(void **state)
+{
+    peer_t p;
+    peer_open(&p, NULL);
+    send_hello(p.fd, AGENTWIRE_VERSION);
+    thaw_err_t err;
+    assert_int_equal(agent_client_wait_hello(p.c, 5000, NULL, &err), 0);
+    put_job_t j = {.c = p.c};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, big_put, &j), 0);
+    usleep(200000); /* let the put fill the socket and wait */
+    uint64_t t0 = thaw_now_ns();
+    assert_true(agent_client_ping(p.c, 300, NULL, &err) < 0);
+    assert_true(thaw_now_ns() - t0 < 2000000000ull); /* its 300 ms, not the put's 3 s */
+    pthread_join(t, NULL);
+    assert_int_equal(j.rc, -ETIMEDOUT);
+    peer_close(&p);
+}
+
 static void test_peer_not_reading(void **state)
 {
     peer_t p;
@@ -278,6 +314,9 @@ static void test_peer_not_reading(void **state)
     assert_int_equal(agent_client_put_file(p.c, "/x", data, n, 0644, 500, &err), -ETIMEDOUT);
     assert_true(thaw_now_ns() - t0 < 10000000000ull);
     free(data);
+    /* the frame was cut short, so the channel is dead and says why */
+    assert_true(agent_client_dead(p.c, &err));
+    assert_non_null(strstr(err.msg, "stopped reading"));
     peer_close(&p);
 }
 
@@ -312,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_closed_mid_frame),
         cmocka_unit_test(test_lying_exec_peer),
         cmocka_unit_test(test_peer_not_reading),
+        cmocka_unit_test(test_writer_does_not_block_others),
         cmocka_unit_test(test_error_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
