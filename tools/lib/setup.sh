@@ -35,7 +35,8 @@ thaw_install_missing() {
     fi
 }
 
-# thaw_build DIR [meson options...]: configure DIR once, then build it.
+# thaw_build DIR [meson options...]: configure DIR once, then build it
+# (only the ninja targets in $THAW_TARGETS when that is set).
 thaw_build() {
     local dir=$1
     shift
@@ -50,7 +51,8 @@ thaw_build() {
     fi
     say "building $dir"
     local log="$THAW_ROOT/$dir/meson-logs/ninja.out"
-    if ! ninja -C "$THAW_ROOT/$dir" >"$log" 2>&1; then
+    # shellcheck disable=SC2086 # THAW_TARGETS is a list
+    if ! ninja -C "$THAW_ROOT/$dir" ${THAW_TARGETS:-} >"$log" 2>&1; then
         grep -v -E '^\[[0-9]+/[0-9]+\] ' "$log" | tail -60 >&2
         say "build of $dir failed (full log: $log)"
         return 1
