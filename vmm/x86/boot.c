@@ -119,7 +119,9 @@ int vmm_arch_boot_setup(vmm_t *vm, const vmm_config_t *cfg, const vmm_kernel_ima
     for (unsigned i = 1; i < vm->n_mem; i++)
         e820_add(bp, vm->mem[i].gpa, vm->mem[i].size, E820_RAM);
 
-    if (vm->n_vcpus > 1) {
+    /* Always, also for one vCPU: without it Linux skips the IOAPIC and runs
+     * in virtual-wire mode (as Firecracker, which always writes one). */
+    {
         uint8_t *mp = vmm__gpa(vm, VMM_MPTABLE_ADDR, VMM_EBDA_END - VMM_MPTABLE_ADDR);
         int n =
             vmm_arch_mptable_build(mp, VMM_EBDA_END - VMM_MPTABLE_ADDR, (uint32_t)VMM_MPTABLE_ADDR,
