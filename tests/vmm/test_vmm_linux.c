@@ -90,7 +90,9 @@ static int smoke(void)
     }
     int budget_ms = pvm ? 180000 : 30000;
     int banner = vmm_console_wait_for(vm, "Linux version", budget_ms);
-    int cmd = banner && vmm_console_wait_for(vm, "thaw.smoke=1", 30000);
+    /* ours, including the device the VMM declared */
+    int cmd = banner &&
+              vmm_console_wait_for(vm, "thaw.smoke=1 virtio_mmio.device=4K@0xd0000000:5", 30000);
     vmm_console_read(vm, console, sizeof(console), NULL);
     vmm_exit_t ex = {0};
     int stopped = vmm_wait(vm, 0, &ex);
