@@ -41,6 +41,16 @@ seeds = {
     "bad_flags": frame(8, 1, b"", flags=1),
     "nul_in_argv": frame(1, 1, field(1, b"a\x00b")),
 }
+# for fuzz_agent_client: replies to request id 1, the client's first
+seeds.update({
+    "client_exec_ok": frame(0x82, 1, u32(10, 42)) + frame(0x83, 1, field(11, b"hi\n"))
+                      + frame(0x85, 1, u32(21, 0) + u64(25, 1) + u64(27, 100)),
+    "client_exec_flood": frame(0x82, 1, u32(10, 42)) + b"".join(frame(0x83, 1, field(11, b"x" * 3000)) for _ in range(4))
+                         + frame(0x85, 1, u32(22, 9) + u32(24, 1)),
+    "client_exec_error": frame(0x87, 1, u32(29, 2) + field(30, "exec 'x': exec: No such file or directory")),
+    "client_rehello": frame(0x82, 1, u32(10, 42)) + frame(0x81, 0, u32(31, 1)),
+    "client_other_id": frame(0x82, 2, u32(10, 1)) + frame(0x82, 1, u32(10, 42)) + frame(0x85, 1, u32(21, 1)),
+})
 os.makedirs("corpus", exist_ok=True)
 for name, data in seeds.items():
     with open(os.path.join("corpus", name), "wb") as f:
