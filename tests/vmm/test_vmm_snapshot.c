@@ -102,13 +102,18 @@ static void stream_finish(stream_t *s)
     assert_int_equal(recv(s->fd, (char[1]){0}, 1, MSG_DONTWAIT), -1); /* nothing extra */
 }
 
-static vmm_t *boot_stream(unsigned chunks, unsigned touch_mib)
+static vmm_t *boot_stream_n(unsigned chunks, unsigned touch_mib, unsigned vcpus)
 {
     char cmd[160];
     snprintf(cmd, sizeof(cmd),
-             "thaw.test=stream thaw.chunks=%u thaw.iters=%u thaw.seed=%u thaw.touch=%u", chunks,
-             ITERS, SEED, touch_mib);
-    return boot_guest(cmd, 1, 64ull << 20, NULL);
+             "thaw.test=%s thaw.chunks=%u thaw.iters=%u thaw.seed=%u thaw.touch=%u",
+             vcpus > 1 ? "smpstream" : "stream", chunks, ITERS, SEED, touch_mib);
+    return boot_guest(cmd, vcpus, 64ull << 20, NULL);
+}
+
+static vmm_t *boot_stream(unsigned chunks, unsigned touch_mib)
+{
+    return boot_stream_n(chunks, touch_mib, 1);
 }
 
 static vmm_t *restore(const char *dir, snap_engine_t engine, size_t off)
@@ -119,7 +124,7 @@ static vmm_t *restore(const char *dir, snap_engine_t engine, size_t off)
         printf("snap_open: %s\n", err.msg);
         return NULL;
     }
-    vmm_restore_opts_t o = {.engine = engine, .expect_vcpus = 1, .expect_mem_bytes = 64 << 20};
+    vmm_restore_opts_t o = {.engine = engine, .expect_mem_bytes = 64 << 20};
     vmm_t *vm = NULL;
     vmm_restore_timing_t t;
     if (vmm_restore(snap, &o, &vm, &t, &err) < 0)
@@ -171,6 +176,25 @@ static void test_snapshot_midstream_every_engine(void **state)
         stream_finish(&c);
         vmm_destroy(c.vm);
     }
+}
+
+static void test_snapshot_two_vcpus(void **state)
+{
+    stream_t s = {.vm = boot_stream_n(CHUNKS, 0, 2), .end = CHUNKS * CHUNK};
+    assert_non_null(s.vm);
+    s.fd = vmm_agent_fd(s.vm);
+    stream_read_until(&s, s.end / 3);
+    stream_pause_drain(&s);
+    size_t at = s.off;
+    thaw_err_t err;
+    assert_int_equal(vmm_snapshot(s.vm, path("smp"), NULL, NULL, &err), 0);
+    vmm_destroy(s.vm);
+    stream_t c = {
+        .vm = restore(path("smp"), SNAP_ENGINE_SHARED, at), .off = at, .end = CHUNKS * CHUNK};
+    assert_non_null(c.vm);
+    c.fd = vmm_agent_fd(c.vm);
+    stream_finish(&c);
+    vmm_destroy(c.vm);
 }
 
 static void test_snapshot_two_generations(void **state)
@@ -438,6 +462,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_midstream_every_engine),
         cmocka_unit_test(test_snapshot_two_generations),
+        cmocka_unit_test(test_snapshot_two_vcpus),
         cmocka_unit_test(test_twenty_shared_clones),
         cmocka_unit_test(test_bad_snapshots_fail_cleanly),
     };

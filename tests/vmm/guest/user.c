@@ -132,7 +132,14 @@ void umain(void)
         u64 bytes = cmdline_get("thaw.bytes", buf, sizeof(buf)) ? parse_u64(buf) : 4096;
         poweroff(vcon_echo(bytes));
     }
-    if (!strncmp(test, "stream", 7)) {
+    if (!strncmp(test, "stream", 7) || !strncmp(test, "smpstream", 10)) {
+        if (test[0] == 's' && test[1] == 'm') { /* with a second vCPU up (halted) */
+            sys(SYS_START_AP, 1, 0);
+            for (u64 i = 0; i < 4000000000ull && !ap_alive; i++)
+                ;
+            if (!ap_alive)
+                poweroff(5);
+        }
         u64 chunks = cmdline_get("thaw.chunks", buf, sizeof(buf)) ? parse_u64(buf) : 16;
         u64 iters = cmdline_get("thaw.iters", buf, sizeof(buf)) ? parse_u64(buf) : 1000;
         u64 seed = cmdline_get("thaw.seed", buf, sizeof(buf)) ? parse_u64(buf) : 1;
