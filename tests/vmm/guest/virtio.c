@@ -278,10 +278,18 @@ int vblk_test(void)
  * The notification is handled on the VMM's event thread, so poll a while. */
 static int refused(void)
 {
-    for (int i = 0; i < 20000; i++)
+    /* Bounded by time, not tries: on a loaded host the event thread may
+     * take a while to run.  1e10 TSC ticks is seconds at any clock rate. */
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    u64 end = (((u64)hi << 32) | lo) + 10000000000ull;
+    for (;;) {
         if (rd(R_STAT) & 0x40)
             return 1;
-    return 0;
+        __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+        if ((((u64)hi << 32) | lo) > end)
+            return 0;
+    }
 }
 
 /* Each attack must be refused; afterwards a reset device must work again. */
