@@ -191,6 +191,7 @@ struct vmm {
 
     /* restored from a snapshot: its memory, released after the VM */
     struct snap_mem *snap_mem;
+    void *mem_watch; /* snapshot.c: routes the lazy engine's failure to this VM */
 
     /* stats */
     atomic_uint_fast64_t exits_pio, exits_mmio, exits_other, device_errors;

@@ -8,6 +8,7 @@
  * state, and hands back a VM ready for vmm_start().
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +164,24 @@ static int restore_state(vmm_t *vm, snap_t *snap, vmm_restore_timing_t *t, thaw_
     return 0;
 }
 
+/*
+ * The lazy engine reports a chunk it could not read or verify once, on its
+ * fault thread, before the faulting access fails: stop the VM with that
+ * message (the caller sees it in vmm_exit_t.detail).  The VM is known only
+ * after the memory is attached, hence the indirection.
+ */
+typedef struct mem_watch {
+    _Atomic(vmm_t *) vm;
+} mem_watch_t;
+
+static void on_mem_error(void *opaque, const thaw_err_t *e)
+{
+    mem_watch_t *w = opaque;
+    vmm_t *vm = atomic_load(&w->vm);
+    if (vm)
+        vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, 0, "guest memory: %s", thaw_err_msg(e));
+}
+
 int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
                 vmm_restore_timing_t *timing, thaw_err_t *err)
 {
@@ -198,15 +217,27 @@ int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
 
     uint64_t ta = thaw_now_ns();
     snap_mem_t *mem = NULL;
-    rc = snap_mem_attach(snap, opts->engine, opts->mem_opts, &mem, err);
-    if (rc < 0)
+    snap_mem_opts_t mo = opts->mem_opts ? *opts->mem_opts : (snap_mem_opts_t){0};
+    mem_watch_t *watch = NULL;
+    if (!mo.on_error) { /* a caller's own callback takes precedence */
+        watch = calloc(1, sizeof(*watch));
+        if (!watch)
+            return thaw_err_set(err, ENOMEM, "restore: out of memory");
+        mo.on_error = on_mem_error;
+        mo.opaque = watch;
+    }
+    rc = snap_mem_attach(snap, opts->engine, &mo, &mem, err);
+    if (rc < 0) {
+        free(watch);
         return thaw_err_wrap(err, "restore '%s'", snap_dir(snap));
+    }
     t.mem_attach_ns = thaw_now_ns() - ta;
     for (int i = 0; i < nreg; i++) {
         snap_region_t r;
         snap_mem_region(mem, (size_t)i, &r);
         if (r.guest_addr != layout[i].gpa || r.size != layout[i].size) {
             snap_mem_destroy(mem);
+            free(watch);
             return thaw_err_set(err, EINVAL,
                                 "restore '%s': memory region %d at 0x%llx+0x%llx "
                                 "does not match the layout",
@@ -231,9 +262,13 @@ int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
     rc = vmm__build(&cfg, false, &vm, err);
     if (rc < 0) {
         snap_mem_destroy(mem);
+        free(watch);
         return thaw_err_wrap(err, "restore '%s'", snap_dir(snap));
     }
-    vm->snap_mem = mem; /* released after the VM by vmm_destroy */
+    vm->snap_mem = mem; /* released after the VM by vmm_destroy, then the watch */
+    vm->mem_watch = watch;
+    if (watch)
+        atomic_store(&watch->vm, vm);
     t.vm_create_ns = thaw_now_ns() - tb;
     if (vm->n_devices != cs.n_devices) {
         vmm_destroy(vm);

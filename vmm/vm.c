@@ -375,6 +375,7 @@ void vmm_destroy(vmm_t *vm)
         close(vm->vm_fd);
     vmm__mem_free(vm);
     snap_mem_destroy(vm->snap_mem); /* after the VM: KVM no longer maps it */
+    free(vm->mem_watch);            /* no failure callback can come after that */
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     if (vm->exit_fd >= 0)

@@ -419,6 +419,52 @@ static void write_foreign_cpu_snapshot(const char *from, const char *to)
     snap_close(snap);
 }
 
+/* Corrupt the stored bytes of the chunk holding guest-physical gpa (the
+ * memory.bin layout is in docs/snapshot-format.md). */
+static void corrupt_chunk_of(const char *memfile, uint64_t gpa)
+{
+    int fd = open(memfile, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t hdr[64];
+    assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+    uint32_t chunk;
+    uint64_t table;
+    memcpy(&chunk, hdr + 16, 4);
+    memcpy(&table, hdr + 40, 8);
+    uint8_t ent[24];
+    assert_int_equal(pread(fd, ent, sizeof(ent), (off_t)(table + gpa / chunk * 24)), 24);
+    close(fd);
+    uint64_t off;
+    uint32_t stored;
+    memcpy(&off, ent, 8);
+    memcpy(&stored, ent + 8, 4);
+    assert_true(off > 0 && stored > 0); /* the guest's code: never a zero chunk */
+    flip_byte(memfile, (off_t)(off + stored / 2));
+}
+
+static void test_lazy_memory_failure_stops_vm(void **state)
+{
+    int fds = thaw_test_count_fds(), threads = count_threads();
+    copy_snapshot(path("gen1"), path("badlazy"));
+    corrupt_chunk_of(path("badlazy/" SNAP_MEMORY_FILE), 0x100000);
+    thaw_err_t err;
+    snap_t *snap;
+    assert_int_equal(snap_open(path("badlazy"), &snap, &err), 0); /* chunks are checked lazily */
+    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
+    vmm_t *vm;
+    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
+    snap_close(snap);
+    assert_int_equal(vmm_start(vm, &err), 0);
+    vmm_exit_t ex = {0};
+    assert_int_equal(vmm_wait(vm, 30000, &ex), 1);
+    printf("lazy restore of a corrupt chunk: %s: %s\n", vmm_exit_reason_name(ex.reason), ex.detail);
+    assert_int_equal(ex.reason, VMM_EXIT_INTERNAL_ERROR);
+    assert_non_null(strstr(ex.detail, "guest memory"));
+    vmm_destroy(vm);
+    assert_int_equal(thaw_test_count_fds(), fds);
+    assert_int_equal(count_threads(), threads);
+}
+
 static void test_bad_snapshots_fail_cleanly(void **state)
 {
     int fds = thaw_test_count_fds(), threads = count_threads();
@@ -465,6 +511,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_snapshot_two_vcpus),
         cmocka_unit_test(test_twenty_shared_clones),
         cmocka_unit_test(test_bad_snapshots_fail_cleanly),
+        cmocka_unit_test(test_lazy_memory_failure_stops_vm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
