@@ -163,4 +163,58 @@ int pool_put_file(pool_t *p, pool_sandbox_t *sb, const char *path, uint32_t mode
 int pool_get_file(pool_t *p, pool_sandbox_t *sb, const char *path, size_t max, void **data,
                   size_t *len, thaw_err_t *err);
 
+/* ---- tune (pool/tune.c): try restore configurations on a vm template ---- */
+
+#define POOL_TUNE_MAX_CHUNKS 8
+#define POOL_TUNE_MAX_LEVELS 4
+
+typedef enum pool_tune_goal {
+    POOL_TUNE_LATENCY = 0, /* restore call to the command's result, p50 */
+    POOL_TUNE_MEMORY,      /* anonymous memory per clone */
+    POOL_TUNE_DISK,        /* snapshot bytes */
+} pool_tune_goal_t;
+
+typedef struct pool_tune_opts {
+    const char *engines[4]; /* NULL-terminated names; engines[0] NULL: eager, lazy, shared */
+    uint32_t chunk_sizes[POOL_TUNE_MAX_CHUNKS]; /* bytes; nchunks 0: 4 KiB, 64 KiB, 2 MiB */
+    unsigned nchunks;
+    int lz4_levels[POOL_TUNE_MAX_LEVELS]; /* nlevels 0: 0 (lz4's default) */
+    unsigned nlevels;
+    int prefetch;              /* lazy: -1 try both, 0 off, 1 on */
+    unsigned iterations;       /* clones per configuration; 0: 5 */
+    const char *const *argv;   /* run after THAW and to record the working set;
+                                * NULL: the first warm-up command, else `true` */
+    pool_tune_goal_t goal;
+    bool apply;                /* make the best the template's configuration */
+} pool_tune_opts_t;
+
+typedef struct pool_tune_result {
+    char engine[POOL_ENGINE_MAX];
+    uint32_t chunk_size;
+    int lz4_level;
+    bool prefetch;
+    unsigned runs;
+    uint64_t snapshot_bytes;
+    uint64_t restore_p50_ns, restore_p99_ns; /* vmm restore + start */
+    uint64_t answer_p50_ns, answer_p99_ns;   /* restore call to THAW's answer */
+    uint64_t command_p50_ns;                 /* the command after THAW */
+    uint64_t faults;                         /* mean per clone (lazy) */
+    uint64_t rss_kib;                        /* mean anonymous guest memory per clone */
+    char error[THAW_ERR_MSG_MAX];            /* non-empty: this configuration failed */
+} pool_tune_result_t;
+
+/*
+ * Try every configuration of the grid on a vm template's snapshot: re-chunked
+ * variants are written beside it and removed after; with prefetch a working
+ * set is recorded on each first.  Results are sorted by o->goal (failed ones
+ * last), *out is malloc'ed (*n entries).  With o->apply the best becomes the
+ * template's configuration (snapshot rewritten if its chunk size or level
+ * differ, engine and prefetch persisted, ready sandboxes replaced).
+ * -ENOTSUP for other tiers.  Progress: stage "tune", detail "3/12 ...".
+ */
+int pool_tune(pool_t *p, const char *name, const pool_tune_opts_t *o, pool_progress_fn progress,
+              void *pud, pool_tune_result_t **out, size_t *n, bool *applied, thaw_err_t *err);
+/* Goal names "latency", "memory", "disk". */
+int pool_tune_goal_parse(const char *s, pool_tune_goal_t *out);
+
 #endif

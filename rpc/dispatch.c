@@ -25,6 +25,7 @@ static const rpc_method_t methods[] = {
     {"template.list", rpc__m_template_list, false},
     {"template.get", rpc__m_template_get, false},
     {"template.delete", rpc__m_template_delete, true},
+    {"template.tune", rpc__m_template_tune, true},
     {"pool.configure", rpc__m_pool_configure, true},
     {"pool.prewarm", rpc__m_pool_prewarm, true},
     {"pool.status", rpc__m_pool_status, false},

@@ -169,6 +169,7 @@ void rpc__m_template_create(rpc_req_t *req);
 void rpc__m_template_list(rpc_req_t *req);
 void rpc__m_template_get(rpc_req_t *req);
 void rpc__m_template_delete(rpc_req_t *req);
+void rpc__m_template_tune(rpc_req_t *req);
 void rpc__m_pool_configure(rpc_req_t *req);
 void rpc__m_pool_prewarm(rpc_req_t *req);
 void rpc__m_pool_status(rpc_req_t *req);
