@@ -75,7 +75,17 @@ static void stream_read_until(stream_t *s, size_t until)
 /* Pause, then take everything the device sent before the pause. */
 static void stream_pause_drain(stream_t *s)
 {
-    assert_int_equal(vmm_pause(s->vm), 0);
+    int rc = vmm_pause(s->vm);
+    if (rc < 0) {
+        vmm_exit_t ex = {0};
+        vmm_wait(s->vm, 0, &ex);
+        static char con[65536];
+        vmm_console_read(s->vm, con, sizeof(con), NULL);
+        printf("guest stopped before the pause: %s code %u (%s) at stream offset %zu; "
+               "console:\n%s\n",
+               vmm_exit_reason_name(ex.reason), ex.code, ex.detail, s->off, con);
+    }
+    assert_int_equal(rc, 0);
     while (stream_pump(s, 0))
         ;
 }
