@@ -250,13 +250,25 @@ static void bench_restore_size(uint64_t mem_mib, const char *dir)
     snap_close(snap);
 }
 
+static char bench_dir[] = "/tmp/vmmbench-XXXXXX";
+
+/* Also on the exit(1) paths: a failed run leaves no snapshots behind. */
+static void remove_bench_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", bench_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", bench_dir);
+}
+
 static void bench_restore(void)
 {
-    char dir[] = "/tmp/vmmbench-XXXXXX";
+    char *dir = bench_dir;
     if (!mkdtemp(dir)) {
         printf("mkdtemp failed\n");
         exit(1);
     }
+    atexit(remove_bench_dir);
     const uint64_t sizes[] = {128, 512, 2048};
     for (unsigned i = 0; i < 3; i++) {
         char sub[64];
@@ -267,7 +279,6 @@ static void bench_restore(void)
         if (system(cmd) != 0)
             printf("could not remove %s\n", sub);
     }
-    rmdir(dir);
 }
 
 int main(int argc, char **argv)
