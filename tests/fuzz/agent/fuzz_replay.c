@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Runs the agent wire fuzz target over files (the seed corpus and any
- * crash reproducers) without libFuzzer, so a gcc tree replays the corpus as
- * an ordinary unit test.  Arguments are files or directories.
+ * Runs a libFuzzer target over files (the seed corpus and any crash
+ * reproducers) without libFuzzer, so a gcc tree replays the corpus as an
+ * ordinary unit test.  Arguments are files or directories.  Shared by every
+ * target's replay test; a target's optional LLVMFuzzerInitialize is called
+ * first, as libFuzzer would.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -12,6 +14,7 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 
 static int run_file(const char *path)
 {
@@ -33,6 +36,8 @@ static int run_file(const char *path)
 int main(int argc, char **argv)
 {
     int files = 0;
+    if (LLVMFuzzerInitialize)
+        LLVMFuzzerInitialize(&argc, &argv);
     for (int i = 1; i < argc; i++) {
         struct stat st;
         if (stat(argv[i], &st) < 0) {
