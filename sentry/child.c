@@ -154,8 +154,16 @@ void sentry__child_run(const sentry_plan_t *pl)
     } else if (dup2(pl->agent_sock, SENTRY_AGENT_FD) < 0) {
         fail(STEP_FDS, errno);
     }
-    /* Everything else thawd had open must not reach the sandbox. */
-    if (syscall(SYS_close_range, SENTRY_AGENT_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    /* Everything else thawd had open must not reach the sandbox, and is
+     * closed now rather than at exec: until then the child waits on the
+     * parent, and if thawd dies meanwhile that wait must see EOF (the
+     * parent's end of the sync pipe is among these) instead of hanging on
+     * with thawd's listening socket open (tests/fault/test_fault_kill.c). */
+    unsigned lo = (unsigned)(rd < wr ? rd : wr), hi = (unsigned)(rd < wr ? wr : rd);
+    if ((lo > SENTRY_AGENT_FD + 1 &&
+         syscall(SYS_close_range, SENTRY_AGENT_FD + 1, lo - 1, 0) < 0) ||
+        (hi > lo + 1 && syscall(SYS_close_range, lo + 1, hi - 1, 0) < 0) ||
+        syscall(SYS_close_range, hi + 1, ~0U, 0) < 0)
         fail(STEP_FDS, errno);
 
     /* thawd's signal state must not leak into the sandbox: exec keeps
