@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Hostile workloads inside sandboxes, through a real thawd: output floods
+ * (stdout, stderr, both, streamed to a client), a workload that hangs, one
+ * that hangs with its output still open in a background child, and a
+ * sandbox whose agent dies mid-exec.  What must hold for each: the request
+ * ends (truncated, timed out, or a clear error) instead of hanging or
+ * growing thawd without bound; that sandbox is removed (never reused); the
+ * pool refills to its ready target; and a well-behaved client is served
+ * while the flood goes on.  argv[1] is the tier: `process` (unit suite) or
+ * `sentry` (priv suite).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "testlib.h"
+
+static const char *tier;
+
+typedef struct fx {
+    th_daemon_t d;
+    th_conn_t c;
+    long rss0;
+} fx_t;
+
+static int setup(void **state)
+{
+    static const char *const proc[] = {"--enable-process-tier", "--no-default-templates",
+                                       "--health-interval", "100", NULL};
+    static const char *const other[] = {"--no-default-templates", "--health-interval", "100", NULL};
+    fx_t *f = calloc(1, sizeof(*f));
+    *state = f;
+    if (th_start(&f->d, !strcmp(tier, "process") ? proc : other) < 0 ||
+        th_connect(&f->c, f->d.sock) < 0)
+        return -1;
+    json_t *r = th_call(&f->c, "template.create",
+                        json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "w", "tier", tier,
+                                  "min_ready", 2, "max_ready", 4, "max_total", 16));
+    if (r && th_code(r) == -32006) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", th_msg(r));
+        json_decref(r);
+        th_close(&f->c);
+        th_cleanup(&f->d);
+        thaw_test_skip("%s", why);
+    }
+    if (!r || th_code(r)) {
+        fprintf(stderr, "template.create: %s\n", r ? th_msg(r) : "no reply");
+        json_decref(r);
+        return -1;
+    }
+    json_decref(r);
+    if (!th_wait_pool(&f->c, "w", "ready", 2, 30000))
+        return -1;
+    f->rss0 = th_rss_kb(&f->d);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    th_close(&f->c);
+    int st = th_stop(&f->d);
+    if (st != 0)
+        th_dump_log(&f->d);
+    th_cleanup(&f->d);
+    free(f);
+    return st == 0 ? 0 : -1;
+}
+
+/* A good client running `echo ok` in a loop while the fault happens. */
+typedef struct good {
+    const char *sock;
+    atomic_bool stop;
+    int runs, failures;
+} good_t;
+
+static void *good_thread(void *arg)
+{
+    good_t *g = arg;
+    th_conn_t c;
+    if (th_connect(&c, g->sock) < 0) {
+        g->failures++;
+        return NULL;
+    }
+    while (!atomic_load(&g->stop)) {
+        json_t *r = th_call(&c, "sandbox.run",
+                            json_pack("{s:s, s:[s,s]}", "template", "w", "argv", "echo", "ok"));
+        json_t *res = json_object_get(r, "result");
+        const char *out = json_string_value(json_object_get(res, "stdout"));
+        if (!out || strcmp(out, "ok\n")) {
+            fprintf(stderr, "good client: %s\n", r ? th_msg(r) : "no reply");
+            g->failures++;
+        }
+        g->runs++;
+        json_decref(r);
+    }
+    th_close(&c);
+    return NULL;
+}
+
+/* Run the hostile command with a good client beside it; returns the reply (owned). */
+static json_t *hostile(fx_t *f, json_t *params)
+{
+    good_t g = {.sock = f->d.sock};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, good_thread, &g), 0);
+    json_object_set_new(params, "template", json_string("w"));
+    json_t *r = th_call(&f->c, "sandbox.run", params);
+    atomic_store(&g.stop, true);
+    pthread_join(t, NULL);
+    fprintf(stderr, "  beside it, a good client: %d runs, %d failures\n", g.runs, g.failures);
+    assert_non_null(r);
+    json_t *res = json_object_get(r, "result");
+    fprintf(stderr, "  hostile request took %lld ms, timed_out %d, truncated %d\n",
+            (long long)json_integer_value(json_object_get(res, "duration_us")) / 1000,
+            json_is_true(json_object_get(res, "timed_out")),
+            json_is_true(json_object_get(res, "truncated")));
+    assert_int_equal(g.failures, 0);
+    return r;
+}
+
+/* That sandbox is gone, the pool is back, thawd did not balloon. */
+static void assert_recovered(fx_t *f)
+{
+    assert_true(th_wait_pool(&f->c, "w", "in_use", 0, 20000));
+    assert_true(th_wait_pool(&f->c, "w", "ready", 2, 30000));
+    long rss = th_rss_kb(&f->d);
+    fprintf(stderr, "  thawd RSS %ld KiB before, %ld KiB after\n", f->rss0, rss);
+    /* The output cap is 1 MiB per stream here; thawd holds at most a few
+     * requests' worth. */
+    assert_true(rss < f->rss0 + 64 * 1024);
+    json_t *l = th_ok(&f->c, "sandbox.list", NULL);
+    assert_int_equal(json_array_size(json_object_get(l, "sandboxes")), 0);
+    json_decref(l);
+}
+
+static void test_stdout_flood_is_truncated_and_sandbox_removed(void **state)
+{
+    fx_t *f = *state;
+    json_t *r =
+        hostile(f, json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes floodfloodflood",
+                             "max_output", 1 << 20, "timeout_ms", 20000));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("flood: %s", th_msg(r));
+    assert_true(json_is_true(json_object_get(res, "truncated")));
+    assert_true(json_string_length(json_object_get(res, "stdout")) <= (1u << 20));
+    json_decref(r);
+    assert_recovered(f);
+}
+
+static void test_stdout_and_stderr_flood_is_truncated(void **state)
+{
+    fx_t *f = *state;
+    json_t *r =
+        hostile(f, json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes out & yes err >&2",
+                             "max_output", 1 << 20, "timeout_ms", 20000));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("flood: %s", th_msg(r));
+    assert_true(json_is_true(json_object_get(res, "truncated")));
+    json_decref(r);
+    assert_recovered(f);
+}
+
+static void test_streamed_flood_reaches_client_bounded(void **state)
+{
+    fx_t *f = *state;
+    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i, s:i, s:b}", "argv", "sh", "-c",
+                                     "yes streamstreamstream | head -c 50000000", "max_output",
+                                     1 << 20, "timeout_ms", 20000, "stream", 1));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("streamed flood: %s", th_msg(r));
+    assert_true(json_is_true(json_object_get(res, "truncated")));
+    /* What was streamed is bounded by max_output too. */
+    size_t i, streamed = 0;
+    json_t *n;
+    json_array_foreach (f->c.notes, i, n) {
+        json_t *p = json_object_get(n, "params");
+        json_t *d = json_object_get(p, "data");
+        json_t *d64 = json_object_get(p, "data_base64");
+        streamed += d ? json_string_length(d) : d64 ? json_string_length(d64) * 3 / 4 : 0;
+    }
+    fprintf(stderr, "  streamed %zu bytes in %zu notifications\n", streamed,
+            json_array_size(f->c.notes));
+    assert_true(streamed <= (1u << 20) + 4096);
+    json_array_clear(f->c.notes);
+    json_decref(r);
+    assert_recovered(f);
+}
+
+static void test_hanging_workload_times_out_and_sandbox_removed(void **state)
+{
+    fx_t *f = *state;
+    json_t *r =
+        hostile(f, json_pack("{s:[s,s], s:i}", "argv", "sleep", "3600", "timeout_ms", 1500));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("hang: %s", th_msg(r));
+    assert_true(json_is_true(json_object_get(res, "timed_out")));
+    json_decref(r);
+    assert_recovered(f);
+}
+
+static void test_hang_with_output_held_open_by_a_child_times_out(void **state)
+{
+    fx_t *f = *state;
+    /* The command exits at once, but a background child keeps stdout open
+     * and silent: the exec must still end at its timeout. */
+    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c",
+                                     "sleep 3600 & echo started", "timeout_ms", 1500));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("held output: %s", th_msg(r));
+    json_decref(r);
+    assert_recovered(f);
+}
+
+static void test_busy_loop_workload_times_out(void **state)
+{
+    fx_t *f = *state;
+    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c", "while :; do :; done",
+                                     "timeout_ms", 1500));
+    json_t *res = json_object_get(r, "result");
+    if (!res)
+        fail_msg("busy loop: %s", th_msg(r));
+    assert_true(json_is_true(json_object_get(res, "timed_out")));
+    json_decref(r);
+    assert_recovered(f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s process|sentry\n", argv[0]);
+        return 2;
+    }
+    tier = argv[1];
+    if (!strcmp(tier, "sentry"))
+        thaw_test_require_root();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stdout_flood_is_truncated_and_sandbox_removed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stdout_and_stderr_flood_is_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streamed_flood_reaches_client_bounded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hanging_workload_times_out_and_sandbox_removed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hang_with_output_held_open_by_a_child_times_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_busy_loop_workload_times_out, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
