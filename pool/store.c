@@ -108,9 +108,19 @@ int pool__store_save(pool_t *p, const pool_tpl_def_t *def, thaw_err_t *err)
         return thaw_err_sys(err, -r, "store: create %s", dir);
     snprintf(tmp, sizeof(tmp), "%s/.template.conf.tmp", dir);
     snprintf(final, sizeof(final), "%s/template.conf", dir);
-    _cleanup_fclose_ FILE *f = fopen(tmp, "we");
-    if (!f)
+    /* An explicit mode, not fopen's 0666 & ~umask: a definition names the
+     * image thawd boots, so no one but thawd may write it. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
         return thaw_err_sys(err, errno, "store: create %s", tmp);
+    (void)fchmod(fd, 0644); /* an old temporary may have been created wider */
+    _cleanup_fclose_ FILE *f = fdopen(fd, "w");
+    if (!f) {
+        r = errno;
+        close(fd);
+        unlink(tmp);
+        return thaw_err_sys(err, r, "store: create %s", tmp);
+    }
     r = pool__tpl_def_write(f, def);
     if (r == 0 && fflush(f) != 0)
         r = -errno;

@@ -161,7 +161,8 @@ int snap_write(const char *dir, const snap_region_t *regions, size_t nregions,
                      atomic_fetch_add(&tmp_counter, 1));
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return thaw_err_set(err, ENAMETOOLONG, "write snapshot '%s': path too long", dir);
-    if (mkdir(tmp, 0755) < 0)
+    /* Owner only: memory.bin is the guest's RAM, secrets of its warm-up included. */
+    if (mkdir(tmp, 0700) < 0)
         return thaw_err_sys(err, errno, "write snapshot '%s': mkdir %s", dir, tmp);
     {
         _cleanup_close_ int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
