@@ -762,16 +762,26 @@ static void body_stale_sandbox_swept(void)
         sentry_t *sb;
         if (sentry_create(e.sup, &cfg, &sb, &err) < 0)
             _exit(1);
-        int pid1 = sentry_pid(sb);
-        if (write(pfd[1], &pid1, sizeof(pid1)) != sizeof(pid1))
+        /* The agent ends its sandbox when its channel closes; a holder
+         * keeps the channel open past the crash so that the sandbox is
+         * still running when the next supervisor sweeps (otherwise the
+         * test races the agent's own exit). */
+        pid_t holder = fork();
+        if (holder == 0) {
+            pause();
+            _exit(0);
+        }
+        int ids[2] = {sentry_pid(sb), (int)holder};
+        if (write(pfd[1], ids, sizeof(ids)) != sizeof(ids))
             _exit(1);
         unlink(e.logpath);
         _exit(0); /* "crash": nothing destroyed */
     }
     close(pfd[1]);
-    int pid1 = 0;
-    CHECK(read(pfd[0], &pid1, sizeof(pid1)) == sizeof(pid1), "crasher reported nothing");
+    int ids[2] = {0, 0};
+    CHECK(read(pfd[0], ids, sizeof(ids)) == sizeof(ids), "crasher reported nothing");
     close(pfd[0]);
+    int pid1 = ids[0];
     int st;
     waitpid(crasher, &st, 0);
     char dir[128];
@@ -785,7 +795,9 @@ static void body_stale_sandbox_swept(void)
     CHECK(access(dir, F_OK) != 0, "stale cgroup %s still there", dir);
     for (int i = 0; i < 200 && running(pid1); i++)
         usleep(5000); /* (its reaper is whatever adopted it) */
-    CHECK(!running(pid1), "the orphaned sandbox survived the sweep");
+    bool survived = running(pid1);
+    kill(ids[1], SIGKILL); /* the holder, adopted elsewhere: no wait */
+    CHECK(!survived, "the orphaned sandbox survived the sweep");
     sentry_supervisor_destroy(e.sup);
     unlink(e.logpath);
 }
