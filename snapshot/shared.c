@@ -33,6 +33,10 @@ static int base_build(snap_t *snap, unsigned threads, snap_base_t **out, thaw_er
             .addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), .len = size};
         if (m.addr == MAP_FAILED)
             return thaw_err_sys(err, errno, "snapshot '%s': map base", snap->dir);
+        /* A process forked meanwhile (a sentry sandbox's clone in the same
+         * thawd) would inherit this writable mapping, and the write seal
+         * below would fail with EBUSY until it execs. */
+        (void)madvise(m.addr, size, MADV_DONTFORK);
         char *bases[SNAP_MAX_REGIONS];
         for (size_t i = 0; i < snap->nregions; i++)
             bases[i] = (char *)m.addr + snap->regions[i].offset;
