@@ -5,6 +5,8 @@
  * prints the command's output and exits with its status.
  */
 #include "tools/thaw-client.h"
+#include "tools/thaw-bench.h"
+#include "tools/thaw-tune.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -21,7 +23,9 @@ static void usage(FILE *f)
                "  sandbox acquire|exec|put|get|release|ls\n"
                "  stats                              pool counts and latencies\n"
                "  metrics                            the same in Prometheus text format\n"
-               "  info                               thawd's version, tiers and limits\n\n"
+               "  info                               thawd's version, tiers and limits\n"
+               "  tune TEMPLATE                      try restore configurations, rank them\n"
+               "  bench                              scenario benchmarks, tables and plots\n\n"
                "  --socket PATH   thawd's socket (env THAW_SOCKET; default as thawd's)\n"
                "  --json          print JSON instead of tables\n"
                "  COMMAND --help  help for one command\n\n"
@@ -75,7 +79,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"run", thaw_cmd_run},         {"template", thaw_cmd_template}, {"pool", thaw_cmd_pool},
         {"sandbox", thaw_cmd_sandbox}, {"stats", thaw_cmd_stats},       {"info", thaw_cmd_info},
-        {"metrics", thaw_cmd_metrics},
+        {"metrics", thaw_cmd_metrics}, {"tune", thaw_cmd_tune},         {"bench", thaw_cmd_bench},
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (!strcmp(cmd, cmds[i].name))
