@@ -17,9 +17,4 @@ guest_img=()
 export THAWD="$build/rpc/thawd" THAW_AGENT="$build/guest/thaw-agent"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-# Under ASan the allocator's quarantine holds freed memory: allow more slack.
-if grep -q 'b_sanitize=address' "$build/meson-info/intro-buildoptions.json" 2>/dev/null ||
-   grep -q '"address' "$build/meson-info/intro-buildoptions.json" 2>/dev/null; then
-    export THAW_SOAK_RSS_SLACK_MB=${THAW_SOAK_RSS_SLACK_MB:-128}
-fi
 exec "$build/tests/soak/test-soak" "$secs" "${guest_img[@]}"
