@@ -29,6 +29,7 @@ typedef struct load {
     unsigned total;
     atomic_uint issued;
     atomic_uint hits;
+    atomic_uint retries; /* capacity refusals retried */
     uint64_t deadline_ns;
     pthread_mutex_t mu;
     bench_row_t *row;
@@ -92,6 +93,13 @@ static void *load_client(void *arg)
         bool hit = false;
         uint64_t t0 = thaw_now_ns();
         int r = run_echo(&c, id, l->tpl, &hit, msg, sizeof(msg));
+        /* A capacity refusal means "try again shortly" (the CLI's exit 5): a
+         * client that waits for room is what the latency should show. */
+        while (r < 0 && !strncmp(msg, "capacity:", 9) && thaw_now_ns() < l->deadline_ns) {
+            atomic_fetch_add(&l->retries, 1);
+            usleep(10000);
+            r = run_echo(&c, ++id, l->tpl, &hit, msg, sizeof(msg));
+        }
         uint64_t dt = thaw_now_ns() - t0;
         pthread_mutex_lock(&l->mu);
         if (r == 0)
@@ -131,6 +139,10 @@ static unsigned load_run(const bench_t *b, const char *tpl, unsigned clients, un
         bench_row_fail(row, "%s", l.first_error);
     else if (row->errors)
         snprintf(row->note, sizeof(row->note), "first error: %.200s", l.first_error);
+    unsigned retries = atomic_load(&l.retries);
+    if (retries && !row->failed)
+        snprintf(row->note + strlen(row->note), sizeof(row->note) - strlen(row->note),
+                 "%s%u capacity refusals waited out", row->note[0] ? "; " : "", retries);
     pthread_mutex_destroy(&l.mu);
     return atomic_load(&l.hits);
 }
@@ -211,10 +223,22 @@ static int prewarm(const bench_t *b, const char *tpl, long long count, char *msg
     json_t *res = NULL;
     int r = bench_call(b, "pool.prewarm",
                        json_pack("{s:s, s:I, s:I, s:I}", "name", tpl, "count", count, "window_ms",
-                                 (json_int_t)300000, "wait_ms", (json_int_t)(b->time_s * 3000)),
+                                 (json_int_t)(b->time_s * 6000), "wait_ms",
+                                 (json_int_t)(b->time_s * 3000)),
                        &res, msg, n);
     json_decref(res);
     return r;
+}
+
+/* End a prewarm window early: its target outlives pool.configure's max_ready. */
+static void end_prewarm(const bench_t *b, const char *tpl)
+{
+    json_t *res = NULL;
+    char msg[256];
+    bench_call(b, "pool.prewarm",
+               json_pack("{s:s, s:i, s:i}", "name", tpl, "count", 0, "window_ms", 0), &res, msg,
+               sizeof(msg));
+    json_decref(res);
 }
 
 /* How many sandboxes of memory_mb the server's memory budget holds. */
@@ -277,8 +301,11 @@ void bench_hit(bench_t *b)
     for (size_t i = 0; i < 3; i++) {
         bench_row_t *row =
             bench_row_new(b, "hit", "%u client%s", clients[i], clients[i] > 1 ? "s" : "");
-        /* A warm pool as deep as the clients (half the budget: the rest is in use). */
-        long long depth = clients[i] < slots / 2 ? clients[i] : slots / 2;
+        /* A warm pool twice as deep as the clients, at least 4, within half the
+         * budget (the other half is for the sandboxes in use). */
+        long long depth = clients[i] * 2 < 4 ? 4 : clients[i] * 2;
+        if (depth > slots / 2)
+            depth = slots / 2;
         if (depth < 1)
             depth = 1;
         long long max_ready = depth > pol.max_ready ? depth : pol.max_ready;
@@ -296,6 +323,7 @@ void bench_hit(bench_t *b)
         /* Let the pool refill before the next level. */
         wait_ready(b, b->tpl, depth);
     }
+    end_prewarm(b, b->tpl);
     set_policy(b, b->tpl, pol.min_ready, pol.max_ready, pol.max_total, msg, sizeof(msg));
 }
 
@@ -308,6 +336,7 @@ static void miss_case(bench_t *b, const char *tpl, bench_row_t *row)
         bench_row_fail(row, "%s", msg);
         return;
     }
+    end_prewarm(b, tpl);
     if (set_policy(b, tpl, 0, 0, pol.max_total, msg, sizeof(msg))) {
         bench_row_fail(row, "pool target 0: %s", msg);
         return;
@@ -377,6 +406,7 @@ void bench_spike(bench_t *b)
         bench_row_fail(warm, "prewarm %lld: %s", depth, msg);
     else
         burst(b, warm, "prewarmed");
+    end_prewarm(b, b->tpl);
     set_policy(b, b->tpl, pol.min_ready, pol.max_ready, pol.max_total, msg, sizeof(msg));
 }
 
@@ -472,6 +502,23 @@ static long long tree_pss_kib(int root)
     return sum;
 }
 
+/* MemTotal - MemAvailable, KiB: includes the kernel's share, and everyone else's. */
+static long long host_used_kib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    char line[256];
+    long long total = 0, avail = 0, v;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "MemTotal: %lld kB", &v) == 1)
+            total = v;
+        else if (sscanf(line, "MemAvailable: %lld kB", &v) == 1)
+            avail = v;
+    }
+    if (f)
+        fclose(f);
+    return total - avail;
+}
+
 static void density_case(bench_t *b, const char *tpl, bench_row_t *row, int thawd_pid)
 {
     char msg[512];
@@ -484,28 +531,31 @@ static void density_case(bench_t *b, const char *tpl, bench_row_t *row, int thaw
     long long slots = budget_slots(b, pol.memory_mb, &budget);
     long long k = (long long)b->density < slots ? (long long)b->density : slots;
     long long total = pol.max_total > k ? pol.max_total : k;
+    end_prewarm(b, tpl);
     if (set_policy(b, tpl, 0, 0, total, msg, sizeof(msg))) {
         bench_row_fail(row, "%s", msg);
         return;
     }
     wait_drained(b, tpl);
     usleep(200000); /* the reapers return memory just after the count drops */
-    long long before = tree_pss_kib(thawd_pid);
+    long long before = tree_pss_kib(thawd_pid), host_before = host_used_kib();
     uint64_t t0 = thaw_now_ns();
     if (set_policy(b, tpl, k, k, total, msg, sizeof(msg)) || !wait_ready(b, tpl, k)) {
         bench_row_fail(row, "%lld ready: %s", k, msg[0] ? msg : "not ready in time");
     } else {
         usleep(500000); /* let lazily restored memory settle */
-        long long after = tree_pss_kib(thawd_pid);
+        long long after = tree_pss_kib(thawd_pid), host_after = host_used_kib();
         row->elapsed_s = (double)(thaw_now_ns() - t0) / 1e9;
         double per = (double)(after - before) / 1024.0 / (double)k;
         row->value = per;
         snprintf(row->unit, sizeof(row->unit), "MiB each");
         long long fit = per > 0 ? (long long)((double)budget / per) : 0;
+        double host = (double)(host_after - host_before) / 1024.0 / (double)k;
         snprintf(row->note, sizeof(row->note),
-                 "%lld idle ready: %.2f MiB resident (PSS) each; a %lld MiB budget holds %lld by "
-                 "resident memory, %lld by declared memory_mb %lld",
-                 k, per, budget, fit, pol.memory_mb ? budget / pol.memory_mb : 0, pol.memory_mb);
+                 "%lld idle ready: %.2f MiB PSS each (%.2f MiB host-wide, kernel included); "
+                 "%lld MiB budget: %lld by PSS, %lld as thawd charges (memory_mb %lld)",
+                 k, per, host, budget, fit, pol.memory_mb ? budget / pol.memory_mb : 0,
+                 pol.memory_mb);
     }
     set_policy(b, tpl, pol.min_ready, pol.max_ready, pol.max_total, msg, sizeof(msg));
 }
