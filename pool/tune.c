@@ -240,6 +240,12 @@ static int apply(pool_t *p, pool__tpl_t *t, snap_t *base, const pool_tune_result
         return thaw_err_wrap(err, "apply to '%s'", def.name);
     }
     pthread_mutex_lock(&p->mu);
+    if (t->state != POOL_TPL_READY) { /* deleted while we measured */
+        pthread_mutex_unlock(&p->mu);
+        t->ops->tpl_close(t->bctx, nst);
+        pthread_mutex_unlock(&apply_mu);
+        return thaw_err_set(err, ENOENT, "apply: template '%s' was deleted", def.name);
+    }
     void *old = t->bstate;
     /* Readers load it after taking a `creating` slot, without the lock. */
     __atomic_store_n(&t->bstate, nst, __ATOMIC_RELEASE);

@@ -77,6 +77,12 @@ def main():
             rc, out, err = cli("template", "create", "tg", "--tier", "vm", "--image", guest,
                                "--memory", "64", "--min-ready", "1")
             check(rc == 0, "vm template for tune: %s" % err)
+            rc, _, err = cli("tune", "--chunk-kib", "96", "tg")
+            check(rc == 2 and "power of two" in err, "tune --chunk-kib 96 is refused: %s" % err)
+            rc, _, err = cli("tune", "--lz4", "13", "tg")
+            check(rc == 2 and "lz4" in err, "tune --lz4 13 is refused: %s" % err)
+            rc, _, err = cli("tune", "--engines", "fast", "tg")
+            check(rc == 2 and "fast" in err, "tune --engines fast is refused: %s" % err)
             rc, out, err = cli("tune", "--iterations", "1", "--chunk-kib", "4,64", "--lz4", "0,3",
                                "tg", "--", "echo", "hi")
             check(rc == 0, "thaw tune runs: %s" % err)
