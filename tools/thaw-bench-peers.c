@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +25,20 @@
 #define PEER_RUN_TIMEOUT_MS 30000
 #define PEER_MAX_ARGS       64
 
-/* Read all of fd into buf (NUL-terminated, truncated to n-1). */
-static void slurp(int fd, char *buf, size_t n)
+/* Append what fd has to buf (NUL-terminated, capped at n-1); false at EOF or error. */
+static bool drain(int fd, char *buf, size_t *len, size_t n)
 {
-    size_t len = 0;
-    for (;;) {
-        char tmp[4096];
-        ssize_t r = read(fd, tmp, sizeof(tmp));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        size_t take = (size_t)r < n - 1 - len ? (size_t)r : n - 1 - len;
-        memcpy(buf + len, tmp, take);
-        len += take;
-    }
-    buf[len] = 0;
+    char tmp[4096];
+    ssize_t r = read(fd, tmp, sizeof(tmp));
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (r <= 0)
+        return false;
+    size_t take = (size_t)r < n - 1 - *len ? (size_t)r : n - 1 - *len;
+    memcpy(buf + *len, tmp, take);
+    *len += take;
+    buf[*len] = 0;
+    return true;
 }
 
 /*
@@ -79,19 +78,41 @@ static int run_argv(char *const *argv, char *out, size_t outn, char *err, size_t
         close(pe[0]);
         return -1;
     }
-    /* Outputs are small; read stdout then stderr (the child never fills stderr first). */
-    slurp(po[0], out, outn);
-    slurp(pe[0], err, errn);
-    int st = 0;
+    /* Both pipes at once (a chatty stderr must not block stdout), and a
+     * deadline: a peer that hangs is killed, never waited for. */
+    size_t olen = 0, elen = 0;
+    out[0] = err[0] = 0;
+    struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
     uint64_t until = thaw_now_ns() + PEER_RUN_TIMEOUT_MS * 1000000ull;
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (thaw_now_ns() > until) {
+    bool killed = false;
+    while (pf[0].fd >= 0 || pf[1].fd >= 0) {
+        uint64_t now = thaw_now_ns();
+        if (now >= until) {
             kill(-pid, SIGKILL);
-            waitpid(pid, &st, 0);
+            kill(pid, SIGKILL);
+            killed = true;
             break;
         }
-        usleep(1000);
+        int pr = poll(pf, 2, (int)((until - now) / 1000000ull) + 1);
+        if (pr < 0 && errno != EINTR)
+            break;
+        for (int i = 0; pr > 0 && i < 2; i++)
+            if (pf[i].fd >= 0 && pf[i].revents &&
+                !drain(pf[i].fd, i ? err : out, i ? &elen : &olen, i ? errn : outn))
+                pf[i].fd = -1;
     }
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && thaw_now_ns() < until)
+        usleep(1000);
+    if (w == 0) { /* closed its pipes but still runs */
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        killed = true;
+        waitpid(pid, &st, 0);
+    }
+    if (killed)
+        snprintf(err, errn, "killed after %d s", PEER_RUN_TIMEOUT_MS / 1000);
     *ns = thaw_now_ns() - t0;
     close(po[0]);
     close(pe[0]);
@@ -203,6 +224,15 @@ void bench_peers(bench_t *b)
                 bench_row_fail(row, "bench-peers printed no command");
             else
                 time_peer(b, row, argv, want);
+            static const char *const notes[][2] = {
+                {"bwrap", "bubblewrap: namespaces over the host's /"},
+                {"crun", "crun: OCI bundle, busybox root"},
+                {"runsc", "gVisor runsc: OCI bundle, busybox root"},
+                {"qemu", "QEMU incoming migration of a saved VM (TCG), run, exit"},
+            };
+            for (size_t k = 0; !row->failed && k < sizeof(notes) / sizeof(notes[0]); k++)
+                if (!strcmp(peer, notes[k][0]))
+                    snprintf(row->note, sizeof(row->note), "%s", notes[k][1]);
         }
         char junk[256];
         script(b, "cleanup", peer, dir, junk, sizeof(junk));
