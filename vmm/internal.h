@@ -192,9 +192,10 @@ struct vmm {
     /* restored from a snapshot: its memory, released after the VM */
     struct snap_mem *snap_mem;
     void *mem_watch; /* snapshot.c: routes the lazy engine's failure to this VM */
+    bool mem_lazy;   /* snap_mem is the lazy engine's: pages can fail at any time */
 
     /* stats */
-    atomic_uint_fast64_t exits_pio, exits_mmio, exits_other, device_errors;
+    atomic_uint_fast64_t exits_pio, exits_mmio, exits_other, device_errors, host_mem_faults;
     uint64_t create_ns, start_ns;
     atomic_uint_fast64_t first_exit_ns, first_run_ns;
 };
@@ -206,6 +207,29 @@ int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
 /* Guest-physical [gpa, gpa+len) as a host pointer, or NULL unless the whole
  * range lies inside one RAM region (the one check every guest address passes). */
 void *vmm__gpa(vmm_t *vm, uint64_t gpa, uint64_t len);
+
+/*
+ * Guest memory from host threads (guard.c).  A host thread (the event
+ * thread, a vCPU thread's exit handler, vmm_snapshot's caller) never
+ * dereferences a pointer from vmm__gpa itself: it copies through these,
+ * which return -EFAULT instead of letting a SIGBUS from failed lazy memory
+ * kill the process.  On -EFAULT call vmm__mem_failed and stop using the
+ * device.  vmm__guard_init installs the SIGBUS handler (once; vmm__build).
+ */
+void vmm__guard_init(void);
+int vmm__gmem_read(void *dst, const void *guest, size_t len);
+int vmm__gmem_write(void *guest, const void *src, size_t len);
+int vmm__gmem_load16(const uint16_t *guest, uint16_t *out); /* acquire */
+int vmm__gmem_store16(uint16_t *guest, uint16_t v);         /* release */
+/* Fault in [guest, guest+len) (one load per page). */
+int vmm__gmem_touch(const void *guest, size_t len);
+/* Stop the VM (VMM_EXIT_INTERNAL_ERROR) because guest memory failed under
+ * an access (who: device or "vcpu"; what: where): the detail is the
+ * snapshot's message when there is one.  Callers count host accesses in
+ * host_mem_faults themselves. */
+void vmm__mem_failed(vmm_t *vm, const char *who, const char *what);
+/* True once the VM's restored memory has failed (snap_mem_error). */
+bool vmm__mem_gone(vmm_t *vm);
 
 /* Record why the guest stopped (first caller wins) and stop every vCPU. */
 void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu, const char *fmt,

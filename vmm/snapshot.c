@@ -79,6 +79,19 @@ int vmm_snapshot(vmm_t *vm, const char *dir, const snap_write_opts_t *opts,
         }
         sec[n++] = (snap_section_t){VMM_SEC_DEVICE + i, 1, b, (uint64_t)len};
     }
+    /* snap_write reads guest memory on its own threads, where a SIGBUS from
+     * lazy memory that fails would kill the process: fault every page in
+     * here first, guarded.  Installed pages stay, so nothing can fail after. */
+    for (unsigned i = 0; vm->mem_lazy && i < vm->n_mem; i++) {
+        if (vmm__gmem_touch(vm->mem[i].host, vm->mem[i].size) < 0) {
+            atomic_fetch_add(&vm->host_mem_faults, 1);
+            vmm__mem_failed(vm, "snapshot", "reading guest memory");
+            pthread_mutex_lock(&vm->lock);
+            rc = thaw_err_set(err, EIO, "snapshot: %s", vm->exit.detail);
+            pthread_mutex_unlock(&vm->lock);
+            goto out;
+        }
+    }
     snap_region_t regions[VMM_MAX_MEM_REGIONS];
     for (unsigned i = 0; i < vm->n_mem; i++)
         regions[i] = (snap_region_t){
@@ -266,6 +279,7 @@ int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
         return thaw_err_wrap(err, "restore '%s'", snap_dir(snap));
     }
     vm->snap_mem = mem; /* released after the VM by vmm_destroy, then the watch */
+    vm->mem_lazy = opts->engine == SNAP_ENGINE_LAZY;
     vm->mem_watch = watch;
     if (watch)
         atomic_store(&watch->vm, vm);

@@ -136,9 +136,10 @@ static void handle_mmio(vmm_vcpu_t *v)
     /* An MMIO exit inside RAM means the memory behind it is gone (a lazy
      * restore whose chunk failed): the guest cannot go on. */
     if (vmm__gpa(v->vm, run->mmio.phys_addr, len)) {
-        vmm__stop(v->vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id,
-                  "vcpu %u: guest memory at 0x%llx is unavailable", v->id,
-                  (unsigned long long)run->mmio.phys_addr);
+        char what[64];
+        snprintf(what, sizeof(what), "vcpu %u: access at 0x%llx", v->id,
+                 (unsigned long long)run->mmio.phys_addr);
+        vmm__mem_failed(v->vm, "vcpu", what);
         return;
     }
     vmm__bus_access(v->vm, VMM_BUS_MMIO, run->mmio.phys_addr, run->mmio.data, len,
@@ -208,6 +209,13 @@ static void *vcpu_thread(void *arg)
         if (rc < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
+            if (errno == EFAULT && vmm__mem_gone(vm)) { /* report the memory's own error */
+                int e = errno;
+                char what[48];
+                snprintf(what, sizeof(what), "vcpu %u: KVM_RUN: %s", v->id, strerror(e));
+                vmm__mem_failed(vm, "vcpu", what);
+                break;
+            }
             vmm__stop(vm, VMM_EXIT_INTERNAL_ERROR, 0, v->id, "vcpu %u: KVM_RUN: %s", v->id,
                       strerror(errno));
             break;

@@ -168,6 +168,7 @@ int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
     vmm_t *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return thaw_err_set(err, ENOMEM, "vmm: out of memory");
+    vmm__guard_init(); /* before any host thread can touch guest memory */
     vm->kvm_fd = vm->vm_fd = vm->epoll_fd = vm->event_stop_fd = vm->exit_fd = -1;
     vm->agent_host_fd = -1;
     for (unsigned i = 0; i < VMM_MAX_VCPUS; i++)
@@ -344,6 +345,7 @@ void vmm_get_stats(vmm_t *vm, vmm_stats_t *out)
     out->create_ns = vm->create_ns;
     out->first_exit_ns = atomic_load(&vm->first_exit_ns);
     out->first_run_ns = atomic_load(&vm->first_run_ns);
+    out->host_mem_faults = atomic_load(&vm->host_mem_faults);
 }
 
 void vmm_destroy(vmm_t *vm)

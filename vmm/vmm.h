@@ -154,6 +154,10 @@ typedef struct vmm_stats {
     uint64_t create_ns;     /* vmm_create() wall time */
     uint64_t first_exit_ns; /* vmm_start() to the first exit of vCPU 0 */
     uint64_t first_run_ns;  /* vmm_start() to vCPU 0 entering KVM_RUN */
+    /* guest-memory accesses by host threads (devices, snapshot) that found
+     * the memory failed (a lazy chunk that did not verify): each stopped
+     * the VM with VMM_EXIT_INTERNAL_ERROR instead of killing the process */
+    uint64_t host_mem_faults;
 } vmm_stats_t;
 
 void vmm_get_stats(vmm_t *vm, vmm_stats_t *out);

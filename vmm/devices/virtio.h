@@ -73,12 +73,19 @@ int vmm__virtio_create(vmm_t *vm, const vmm_virtio_ops_t *ops, void *priv, vmm_v
 /* True when queue q is set up and the device is live (DRIVER_OK, not broken). */
 bool vmm__vq_live(vmm_virtio_t *vio, unsigned q);
 /* Pop the next chain: 1 got one, 0 queue empty, -EINVAL the guest lied (device
- * now needs reset). */
+ * now needs reset), -EFAULT the rings' memory failed (VM stopping).  The
+ * iovecs point into guest memory: touch them only through vmm__gmem_* or
+ * syscalls (which fail with EFAULT where a load would raise SIGBUS). */
 int vmm__vq_pop(vmm_virtio_t *vio, unsigned q, vmm_vq_chain_t *c);
-/* Return a chain to the driver with `written` bytes written into it. */
+/* Return a chain to the driver with `written` bytes written into it (on
+ * failed memory the device is marked broken and the VM stopped). */
 void vmm__vq_push(vmm_virtio_t *vio, unsigned q, uint16_t head, uint32_t written);
 /* Raise the used-buffer interrupt. */
 void vmm__virtio_irq(vmm_virtio_t *vio);
+/* Guest memory behind queue q (or a buffer of it) failed under a host
+ * access: the device does nothing more and the VM stops with the memory's
+ * error.  Returns -EFAULT for convenience. */
+int vmm__virtio_mem_fail(vmm_virtio_t *vio, unsigned q, const char *what);
 /* Mark the device broken (DEVICE_NEEDS_RESET) and count a device error. */
 void vmm__virtio_fail(vmm_virtio_t *vio, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

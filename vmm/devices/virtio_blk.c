@@ -6,6 +6,9 @@
  * straight between the image and guest buffers; completions arrive on the
  * event thread through the ring's eventfd.  One queue, up to 256 requests
  * in flight (a slot per descriptor head, which is unique while in flight).
+ * Guest bytes are touched only through vmm__gmem_* (header, status byte,
+ * GET_ID) or by the kernel (the data), which reports failed lazy memory as
+ * EFAULT: either way the request is not completed and the VM stops.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,9 +50,12 @@ typedef struct blk {
 
 static void finish(blk_t *b, blk_req_t *r, uint8_t status, uint32_t written)
 {
-    *r->status = status;
-    vmm__vq_push(b->vio, 0, r->head, written + 1);
     r->busy = false;
+    if (vmm__gmem_write(r->status, &status, 1) < 0) {
+        vmm__virtio_mem_fail(b->vio, 0, "request status byte");
+        return;
+    }
+    vmm__vq_push(b->vio, 0, r->head, written + 1);
 }
 
 /* Check one popped chain and submit it; returns true when it completed at once. */
@@ -67,7 +73,11 @@ static bool submit(blk_t *b, vmm_vq_chain_t *c)
         return false;
     }
     struct virtio_blk_outhdr h;
-    memcpy(&h, c->iov[0].iov_base, sizeof(h)); /* copied once: the guest may change it */
+    /* copied once: the guest may change it */
+    if (vmm__gmem_read(&h, c->iov[0].iov_base, sizeof(h)) < 0) {
+        vmm__virtio_mem_fail(vio, 0, "request header");
+        return false;
+    }
     r->busy = true;
     r->head = c->head;
     r->status = (uint8_t *)c->iov[c->n - 1].iov_base + c->iov[c->n - 1].iov_len - 1;
@@ -142,7 +152,11 @@ static bool submit(blk_t *b, vmm_vq_chain_t *c)
         uint32_t w = 0;
         for (unsigned i = 0; i < r->n && w < sizeof(id); i++) {
             size_t k = r->iov[i].iov_len < sizeof(id) - w ? r->iov[i].iov_len : sizeof(id) - w;
-            memcpy(r->iov[i].iov_base, id + w, k);
+            if (vmm__gmem_write(r->iov[i].iov_base, id + w, k) < 0) {
+                r->busy = false;
+                vmm__virtio_mem_fail(vio, 0, "GET_ID buffer");
+                return false;
+            }
             w += (uint32_t)k;
         }
         finish(b, r, VIRTIO_BLK_S_OK, w);
@@ -184,6 +198,14 @@ static void reap(blk_t *b, bool wait)
             continue;
         blk_req_t *r = &b->req[head];
         bool ok = res >= 0 && (uint32_t)res == r->expect;
+        /* EFAULT (or a short transfer once the memory failed): guest memory
+         * went bad under the kernel's copy; a read may have landed only in
+         * part.  Never report it as done. */
+        if (res == -EFAULT || (!ok && vmm__mem_gone(b->vio->vm))) {
+            r->busy = false;
+            vmm__virtio_mem_fail(b->vio, 0, "request data (io_uring)");
+            continue;
+        }
         /* A reset while in flight dropped the queue: complete nothing into it. */
         if (b->vio->s.q[0].ready && !b->vio->broken) {
             finish(b, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, ok ? r->written : 0);

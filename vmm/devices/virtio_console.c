@@ -7,6 +7,9 @@
  * writev from guest buffers.  Both run on the event thread and never block:
  * when the guest has no receive buffers we stop polling the socket until it
  * posts some, and a partial write waits for EPOLLOUT with its chain held.
+ * Guest buffers are touched only by the kernel (readv/sendmsg), which
+ * reports failed lazy memory as EFAULT: the VM is then stopped and the
+ * chain never returned.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +80,11 @@ static void do_rx(vcon_t *c)
             break;
         }
         ssize_t n = readv(c->fd, ch.iov, (int)ch.n);
+        if (n < 0 && errno == EFAULT) {
+            /* What was read is lost with the guest: it is stopping. */
+            vmm__virtio_mem_fail(vio, RXQ, "receive buffer");
+            break;
+        }
         if (n < 0)
             n = 0;
         vmm__vq_push(vio, RXQ, ch.head, (uint32_t)n);
@@ -127,6 +135,11 @@ static void do_tx(vcon_t *c)
             ssize_t n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
                 break; /* wait for EPOLLOUT with the chain held */
+            if (n < 0 && errno == EFAULT) {
+                c->tx_held = false; /* dropped: no EPOLLOUT to spin on */
+                vmm__virtio_mem_fail(vio, TXQ, "transmit buffer");
+                break;
+            }
             if (n > 0) {
                 c->tx_off += (size_t)n;
                 size_t total = 0;

@@ -63,6 +63,18 @@ void vmm__virtio_fail(vmm_virtio_t *vio, const char *fmt, ...)
     }
 }
 
+int vmm__virtio_mem_fail(vmm_virtio_t *vio, unsigned q, const char *what)
+{
+    /* No NEEDS_RESET or interrupt: the guest is being stopped, and nothing
+     * it could do with the device would be right. */
+    vio->broken = true;
+    atomic_fetch_add(&vio->vm->host_mem_faults, 1);
+    char w[96];
+    snprintf(w, sizeof(w), "queue %u: %s", q, what);
+    vmm__mem_failed(vio->vm, vio->dev->ops->name, w);
+    return -EFAULT;
+}
+
 void vmm__virtio_irq(vmm_virtio_t *vio)
 {
     vio->s.isr |= VIRTIO_MMIO_INT_VRING;

@@ -7,7 +7,10 @@
  * the queue (which also catches loops), each buffer must lie inside guest
  * RAM, readable buffers must precede writable ones, and indirect
  * descriptors (not offered) are refused.  Any violation breaks the device
- * (DEVICE_NEEDS_RESET) instead of reaching memory outside the guest.
+ * (DEVICE_NEEDS_RESET) instead of reaching memory outside the guest.  The
+ * rings are read and written only through the guarded vmm__gmem_* helpers:
+ * a ring on failed lazy memory stops the VM (vmm__virtio_mem_fail) rather
+ * than the process.
  */
 #include <errno.h>
 #include <string.h>
@@ -21,11 +24,6 @@ bool vmm__vq_live(vmm_virtio_t *vio, unsigned q)
 {
     return q < vio->ops->num_queues && vio->s.q[q].ready && !vio->broken &&
            (vio->s.status & VIRTIO_CONFIG_S_DRIVER_OK);
-}
-
-static uint16_t load16(const void *p)
-{
-    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
 }
 
 int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
@@ -42,7 +40,9 @@ int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
         vmm__virtio_fail(vio, "queue %u: rings outside guest memory", qi);
         return -EINVAL;
     }
-    uint16_t avail_idx = load16(&avail->idx);
+    uint16_t avail_idx;
+    if (vmm__gmem_load16(&avail->idx, &avail_idx) < 0)
+        return vmm__virtio_mem_fail(vio, qi, "avail index");
     uint16_t pending = (uint16_t)(avail_idx - q->last_avail);
     if (pending == 0)
         return 0;
@@ -51,7 +51,9 @@ int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
                          pending, q->last_avail, num);
         return -EINVAL;
     }
-    uint16_t head = load16(&avail->ring[q->last_avail % num]);
+    uint16_t head;
+    if (vmm__gmem_load16(&avail->ring[q->last_avail % num], &head) < 0)
+        return vmm__virtio_mem_fail(vio, qi, "avail ring");
     if (head >= num) {
         vmm__virtio_fail(vio, "queue %u: head descriptor %u out of range", qi, head);
         return -EINVAL;
@@ -66,7 +68,8 @@ int vmm__vq_pop(vmm_virtio_t *vio, unsigned qi, vmm_vq_chain_t *c)
             return -EINVAL;
         }
         struct vring_desc d;
-        memcpy(&d, &desc[id], sizeof(d));
+        if (vmm__gmem_read(&d, &desc[id], sizeof(d)) < 0)
+            return vmm__virtio_mem_fail(vio, qi, "descriptor table");
         if (d.flags & VRING_DESC_F_INDIRECT) {
             vmm__virtio_fail(vio, "queue %u: indirect descriptor not negotiated", qi);
             return -EINVAL;
@@ -109,8 +112,12 @@ void vmm__vq_push(vmm_virtio_t *vio, unsigned qi, uint16_t head, uint32_t writte
     if (!used || num == 0)
         return;
     struct vring_used_elem e = {.id = head, .len = written};
-    memcpy(&used->ring[q->used_idx % num], &e, sizeof(e));
+    if (vmm__gmem_write(&used->ring[q->used_idx % num], &e, sizeof(e)) < 0) {
+        vmm__virtio_mem_fail(vio, qi, "used ring");
+        return;
+    }
     q->used_idx++;
     /* The element must be visible before the index that publishes it. */
-    __atomic_store_n(&used->idx, q->used_idx, __ATOMIC_RELEASE);
+    if (vmm__gmem_store16(&used->idx, q->used_idx) < 0)
+        vmm__virtio_mem_fail(vio, qi, "used index");
 }
