@@ -38,7 +38,7 @@ typedef struct guard {
 static __thread guard_t *tl_guard __attribute__((tls_model("initial-exec")));
 
 static struct sigaction prev_sigbus;
-static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Not ours: behave as if our handler were not installed. */
 static void pass_on(int sig, siginfo_t *si, void *uc)
@@ -79,22 +79,27 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
     pass_on(sig, si, uc);
 }
 
-static void install(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_sigbus;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    /* Read the old disposition first so it is in place before any SIGBUS
-     * can reach on_sigbus. */
-    sigaction(SIGBUS, NULL, &prev_sigbus);
-    sigaction(SIGBUS, &sa, NULL);
-}
-
+/*
+ * Install on_sigbus unless it is the current disposition.  Checked again at
+ * every VM build: whoever replaced it meanwhile (cmocka swaps SIGBUS around
+ * every test) is chained behind it from then on.  The old disposition is
+ * read first so that it is in place before any SIGBUS can reach on_sigbus.
+ */
 void vmm__guard_init(void)
 {
-    pthread_once(&guard_once, install);
+    pthread_mutex_lock(&install_lock);
+    struct sigaction cur;
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+        prev_sigbus = cur;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, NULL);
+    }
+    pthread_mutex_unlock(&install_lock);
 }
 
 typedef enum { OP_READ, OP_WRITE, OP_LOAD16, OP_STORE16, OP_TOUCH } op_t;

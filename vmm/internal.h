@@ -214,7 +214,8 @@ void *vmm__gpa(vmm_t *vm, uint64_t gpa, uint64_t len);
  * dereferences a pointer from vmm__gpa itself: it copies through these,
  * which return -EFAULT instead of letting a SIGBUS from failed lazy memory
  * kill the process.  On -EFAULT call vmm__mem_failed and stop using the
- * device.  vmm__guard_init installs the SIGBUS handler (once; vmm__build).
+ * device.  vmm__guard_init installs the SIGBUS handler (at every
+ * vmm__build: again if someone replaced it, chaining to them).
  */
 void vmm__guard_init(void);
 int vmm__gmem_read(void *dst, const void *guest, size_t len);

@@ -7,7 +7,9 @@
  * at once on the shared engine) must finish with exactly the uninterrupted
  * run's accumulator and continue the stream with no gap or duplicate.  Bad
  * snapshots (corrupt, truncated, mismatched configuration, CPU features this
- * host lacks) fail cleanly and leak nothing.
+ * host lacks) fail cleanly and leak nothing.  Lazy memory that fails its
+ * checksum under the vCPU, under the event thread (the console's ring) or
+ * under vmm_snapshot stops that VM with the reason and never the process.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -28,6 +30,7 @@
 #include "guest/compute.h"
 #include "helpers.h"
 #include "testlib.h"
+#include "vmm/devices/state.h"
 #include "vmm/state.h"
 
 const char *guest_path;
@@ -475,6 +478,117 @@ static void test_lazy_memory_failure_stops_vm(void **state)
     assert_int_equal(count_threads(), threads);
 }
 
+/* Guest-physical address of the virtio-console's transmit avail ring in a
+ * snapshot's saved device state. */
+static uint64_t console_tx_avail(const char *dir)
+{
+    thaw_err_t err;
+    snap_t *snap;
+    assert_int_equal(snap_open(dir, &snap, &err), 0);
+    uint64_t gpa = 0;
+    for (uint32_t i = 0; i < 8 && !gpa; i++) {
+        const void *p;
+        size_t len;
+        uint32_t ver;
+        if (snap_section_find(snap, VMM_SEC_DEVICE + i, &ver, &p, &len) < 0 ||
+            len < sizeof(vmm_virtio_state_t))
+            continue;
+        vmm_virtio_state_t vs;
+        memcpy(&vs, p, sizeof(vs));
+        if (vs.version == VMM_VIRTIO_STATE_VERSION && vs.device_id == 3 && vs.q[1].ready)
+            gpa = vs.q[1].driver;
+    }
+    snap_close(snap);
+    assert_true(gpa != 0);
+    return gpa;
+}
+
+/*
+ * The chunk holding the console's transmit ring fails its checksum.  The
+ * event thread reads that ring as soon as the clone starts (restored queues
+ * are looked at once), gets the lazy engine's SIGBUS mapping, and must stop
+ * the VM with the snapshot's message instead of killing this process; the
+ * VM then tears down without leaking a descriptor or a thread.
+ */
+static void test_lazy_failure_under_event_thread(void **state)
+{
+    int fds = thaw_test_count_fds(), threads = count_threads();
+    copy_snapshot(path("gen1"), path("badring"));
+    uint64_t ring = console_tx_avail(path("badring"));
+    corrupt_chunk_of(path("badring/" SNAP_MEMORY_FILE), ring);
+    thaw_err_t err;
+    snap_t *snap;
+    assert_int_equal(snap_open(path("badring"), &snap, &err), 0);
+    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
+    vmm_t *vm;
+    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
+    snap_close(snap);
+    assert_int_equal(vmm_start(vm, &err), 0);
+    vmm_exit_t ex = {0};
+    assert_int_equal(vmm_wait(vm, 30000, &ex), 1);
+    printf("transmit ring on a corrupt lazy chunk (gpa 0x%llx): %s: %s\n", (unsigned long long)ring,
+           vmm_exit_reason_name(ex.reason), ex.detail);
+    assert_int_equal(ex.reason, VMM_EXIT_INTERNAL_ERROR);
+    assert_non_null(strstr(ex.detail, "guest memory: "));
+    assert_non_null(strstr(ex.detail, SNAP_MEMORY_FILE));
+    assert_non_null(strstr(ex.detail, "chunk"));
+    /* The event thread reaches the ring whoever failed first (it works on
+     * until vmm_destroy): wait for its failed access, then keep going. */
+    vmm_stats_t st = {0};
+    for (int i = 0; i < 300 && st.host_mem_faults == 0; i++) {
+        vmm_get_stats(vm, &st);
+        if (st.host_mem_faults == 0)
+            usleep(20000);
+    }
+    assert_true(st.host_mem_faults >= 1);
+    /* The stop carries the first reason; nothing has replaced it. */
+    vmm_exit_t again = {0};
+    assert_int_equal(vmm_wait(vm, 0, &again), 1);
+    assert_string_equal(again.detail, ex.detail);
+    vmm_destroy(vm);
+    assert_int_equal(thaw_test_count_fds(), fds);
+    assert_int_equal(count_threads(), threads);
+}
+
+/*
+ * vmm_snapshot of a lazily restored VM reads all its memory; a chunk that
+ * fails then (here: never touched before, the VM was not started) fails the
+ * snapshot and stops the VM with the reason, instead of a SIGBUS on
+ * snap_write's threads.
+ */
+static void test_lazy_failure_under_snapshot(void **state)
+{
+    int fds = thaw_test_count_fds(), threads = count_threads();
+    copy_snapshot(path("gen1"), path("badsnap"));
+    corrupt_chunk_of(path("badsnap/" SNAP_MEMORY_FILE), 0x100000);
+    thaw_err_t err;
+    snap_t *snap;
+    assert_int_equal(snap_open(path("badsnap"), &snap, &err), 0);
+    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
+    vmm_t *vm;
+    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
+    snap_close(snap);
+    int rc = vmm_snapshot(vm, path("badsnap-out"), NULL, NULL, &err);
+    printf("snapshot of a lazy VM with a corrupt chunk: %d %s\n", rc, err.msg);
+    assert_true(rc < 0);
+    assert_non_null(strstr(err.msg, "guest memory: "));
+    assert_non_null(strstr(err.msg, "chunk"));
+    vmm_exit_t ex = {0};
+    assert_int_equal(vmm_wait(vm, 0, &ex), 1);
+    assert_int_equal(ex.reason, VMM_EXIT_INTERNAL_ERROR);
+    assert_non_null(strstr(ex.detail, SNAP_MEMORY_FILE));
+    vmm_stats_t st;
+    vmm_get_stats(vm, &st);
+    assert_int_equal(st.host_mem_faults, 1);
+    vmm_destroy(vm);
+    struct stat sb;
+    snap_t *none = NULL;
+    if (stat(path("badsnap-out"), &sb) == 0) /* nothing usable was left behind */
+        assert_true(snap_open(path("badsnap-out"), &none, &err) < 0);
+    assert_int_equal(thaw_test_count_fds(), fds);
+    assert_int_equal(count_threads(), threads);
+}
+
 static void test_bad_snapshots_fail_cleanly(void **state)
 {
     int fds = thaw_test_count_fds(), threads = count_threads();
@@ -522,6 +636,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_twenty_shared_clones),
         cmocka_unit_test(test_bad_snapshots_fail_cleanly),
         cmocka_unit_test(test_lazy_memory_failure_stops_vm),
+        cmocka_unit_test(test_lazy_failure_under_event_thread),
+        cmocka_unit_test(test_lazy_failure_under_snapshot),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
