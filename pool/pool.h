@@ -180,12 +180,12 @@ typedef struct pool_tune_opts {
     unsigned nchunks;
     int lz4_levels[POOL_TUNE_MAX_LEVELS]; /* nlevels 0: 0 (lz4's default) */
     unsigned nlevels;
-    int prefetch;              /* lazy: -1 try both, 0 off, 1 on */
-    unsigned iterations;       /* clones per configuration; 0: 5 */
-    const char *const *argv;   /* run after THAW and to record the working set;
-                                * NULL: the first warm-up command, else `true` */
+    int prefetch;            /* lazy: -1 try both, 0 off, 1 on */
+    unsigned iterations;     /* clones per configuration; 0: 5 */
+    const char *const *argv; /* run after THAW and to record the working set;
+                              * NULL: the first warm-up command, else `true` */
     pool_tune_goal_t goal;
-    bool apply;                /* make the best the template's configuration */
+    bool apply; /* make the best the template's configuration */
 } pool_tune_opts_t;
 
 typedef struct pool_tune_result {
