@@ -366,6 +366,10 @@ unsigned pool__tpl_target(const pool__tpl_t *t, uint64_t now)
     unsigned target = t->def.min_ready;
     if (t->prewarm && now < t->prewarm_until_ns && t->prewarm > target)
         target = t->prewarm;
+    /* A prewarm was checked against max_ready when it began; pool.configure
+     * may have lowered max_ready since, and the policy wins. */
+    if (target > t->def.max_ready)
+        target = t->def.max_ready;
     return target;
 }
 

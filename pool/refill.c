@@ -105,7 +105,9 @@ static void *refill_main(void *arg)
         /* The reference taken above now belongs to sb; the reaper drops it. */
         t->fail_streak = 0;
         t->created++;
-        if (t->state != POOL_TPL_READY || p->stopping) {
+        /* A sandbox made while pool.configure lowered max_ready is surplus. */
+        if (t->state != POOL_TPL_READY || p->stopping ||
+            t->ready + t->checking >= t->def.max_ready) {
             pool__reap_locked(p, sb);
             continue;
         }

@@ -116,6 +116,23 @@ static void test_prewarm_reached(void **state)
     json_decref(rep);
 }
 
+/* Regression: an active prewarm kept its target after pool.configure lowered
+ * max_ready below it, so a pool configured to hold none still held some. */
+static void test_prewarm_capped_by_lowered_max_ready(void **state)
+{
+    fx_t *f = *state;
+    create_tpl(&f->c, "t", 0, 6, 10);
+    json_decref(th_ok(&f->c, "pool.prewarm",
+                      json_pack("{s:s, s:i, s:i}", "name", "t", "count", 4, "window_ms", 60000)));
+    json_decref(th_ok(&f->c, "pool.configure",
+                      json_pack("{s:s, s:i, s:i, s:i}", "name", "t", "min_ready", 0, "max_ready", 1,
+                                "max_total", 10)));
+    assert_int_equal(th_pool_get(&f->c, "t", "target"), 1);
+    assert_true(th_wait_pool(&f->c, "t", "ready", 1, 10000));
+    usleep(300000); /* the refill would overshoot within a few create times */
+    assert_true(th_pool_get(&f->c, "t", "ready") <= 1);
+}
+
 static void test_hit_vs_miss(void **state)
 {
     fx_t *f = *state;
@@ -328,6 +345,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_min_ready_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prewarm_reached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prewarm_capped_by_lowered_max_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hit_vs_miss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_global_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_max_total, setup, teardown),
