@@ -12,10 +12,10 @@
  *     error naming the checksum, never wrong memory run), while a sandbox
  *     of the same template that already has its pages keeps serving, as do
  *     other templates, and thawd stays responsive.
- *     KNOWN BUG (registered should_fail in meson): when the poisoned page
- *     holds a virtqueue, vmm's event thread reads it and the SIGBUS that
- *     the lazy engine's failure mapping raises kills all of thawd
- *     (vmm__vq_pop, vmm/devices/virtqueue.c).  See docs/security.md.
+ *     (This found thawd dying of SIGBUS when the poisoned page held a
+ *     virtqueue read by vmm's event thread; vmm now guards those reads.
+ *     The failed sandbox is reported as an agent timeout after 10 s, since
+ *     its agent channel stays open when the VM stops.)
  */
 #include <errno.h>
 #include <fcntl.h>
