@@ -3,7 +3,10 @@
  * vmm/'s pure parts, without KVM (suite unit): the memory layout and the
  * guest-address check every guest value passes, per-vCPU CPUID, the MP
  * table, the kernel loaders' validation, and the virtqueue walker's
- * refusal of lying descriptors, over plain host memory.
+ * refusal of lying descriptors, over plain host memory; the guarded
+ * guest-memory accessors over a mapping that raises SIGBUS (what failed lazy
+ * memory looks like), and that a SIGBUS that is not theirs still reaches
+ * the handler that was there before, or kills as it always did.
  */
 #include <elf.h>
 #include <errno.h>
@@ -13,7 +16,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -320,6 +327,128 @@ static void test_virtqueue_rejects_lies(void **state)
     free_vm(f.vm);
 }
 
+/* Two pages over an empty memfd: every access raises SIGBUS (BUS_ADRERR),
+ * like the lazy engine's mapping over a chunk that failed. */
+static void *sigbus_pages(void *at)
+{
+    int fd = memfd_create("sigbus", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    void *p = mmap(at, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    return p;
+}
+
+static void test_guard_recovers(void **state)
+{
+    thaw_log_set_level(THAW_LOG_ERROR);
+    vmm__guard_init();
+    uint8_t *bad = sigbus_pages(NULL);
+    uint64_t v = 7;
+    uint16_t h = 0;
+    /* again and again: the jump must leave SIGBUS deliverable */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(vmm__gmem_read(&v, bad + 4090, 8), -EFAULT);
+        assert_int_equal(vmm__gmem_write(bad + 100, &v, 8), -EFAULT);
+        assert_int_equal(vmm__gmem_load16((uint16_t *)(bad + 2), &h), -EFAULT);
+        assert_int_equal(vmm__gmem_store16((uint16_t *)(bad + 8000), 1), -EFAULT);
+        assert_int_equal(vmm__gmem_touch(bad, 8192), -EFAULT);
+    }
+    assert_int_equal(v, 7); /* nothing copied on failure */
+    uint64_t good = 0x1122334455667788ull, out = 0;
+    assert_int_equal(vmm__gmem_read(&out, &good, 8), 0);
+    assert_int_equal(out, good);
+    assert_int_equal(vmm__gmem_store16((uint16_t *)&out, 0xabcd), 0);
+    assert_int_equal(vmm__gmem_load16((uint16_t *)&out, &h), 0);
+    assert_int_equal(h, 0xabcd);
+    assert_int_equal(vmm__gmem_touch(&good, sizeof(good)), 0);
+    munmap(bad, 8192);
+}
+
+/* A virtqueue whose avail ring sits on failed memory: the pop fails, the
+ * device stops, the VM is stopped with the reason. */
+static void test_virtqueue_on_failed_memory(void **state)
+{
+    thaw_log_set_level(THAW_LOG_ERROR);
+    vmm__guard_init();
+    vq_fixture_t f;
+    vq_setup(&f);
+    f.vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(f.vm->exit_fd >= 0);
+    pthread_mutex_init(&f.vm->lock, NULL);
+    pthread_cond_init(&f.vm->cond, NULL);
+    pthread_mutex_init(&f.vm->console.lock, NULL);
+    pthread_cond_init(&f.vm->console.cond, NULL);
+    f.desc[0] = (struct vring_desc){.addr = 0x20000, .len = 100};
+    vq_post(&f, 0);
+    sigbus_pages(f.vm->mem[0].host + 0x11000); /* the avail ring's page goes bad */
+    vmm_vq_chain_t c;
+    assert_int_equal(vmm__vq_pop(&f.vio, 0, &c), -EFAULT);
+    assert_true(f.vio.broken);
+    assert_int_equal(vmm__vq_pop(&f.vio, 0, &c), 0); /* nothing more from it */
+    assert_int_equal(f.vm->exit.reason, VMM_EXIT_INTERNAL_ERROR);
+    assert_string_equal(f.vm->exit.detail, "guest memory: test: queue 0: avail index: unavailable");
+    assert_int_equal(atomic_load(&f.vm->host_mem_faults), 1);
+    /* the used ring on failed memory: the push is dropped, not a crash */
+    f.vio.broken = false;
+    sigbus_pages(f.vm->mem[0].host + 0x12000);
+    vmm__vq_push(&f.vio, 0, 0, 1);
+    assert_true(f.vio.broken);
+    assert_int_equal(atomic_load(&f.vm->host_mem_faults), 2);
+    close(f.vm->exit_fd);
+    free_vm(f.vm);
+}
+
+static void exit_42(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)uc;
+    _exit(si->si_code > 0 ? 42 : 43);
+}
+
+/* In a child: set SIGBUS's disposition (NULL: default), install the guard,
+ * do `what`; returns the child's wait status. */
+static int child(void (*prev)(int, siginfo_t *, void *), int what)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        if (prev) {
+            sa.sa_sigaction = prev;
+            sa.sa_flags = SA_SIGINFO;
+        } else {
+            sa.sa_handler = SIG_DFL;
+        }
+        sigaction(SIGBUS, &sa, NULL);
+        vmm__guard_init();
+        volatile uint8_t *bad = sigbus_pages(NULL);
+        uint64_t v = 1;
+        if (what == 0)
+            (void)bad[10]; /* no guard armed */
+        else if (what == 1)
+            vmm__gmem_read((void *)bad, &v, 8); /* faults on the host side, not the guest's */
+        else
+            kill(getpid(), SIGBUS); /* sent, not a fault */
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+static void test_guard_passes_on_what_is_not_its(void **state)
+{
+    for (int what = 0; what < 3; what++) {
+        int st = child(NULL, what);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGBUS);
+        st = child(exit_42, what);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), what == 2 ? 43 : 42);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +459,9 @@ int main(void)
         cmocka_unit_test(test_load_bzimage),
         cmocka_unit_test(test_load_elf_checks),
         cmocka_unit_test(test_virtqueue_rejects_lies),
+        cmocka_unit_test(test_guard_recovers),
+        cmocka_unit_test(test_virtqueue_on_failed_memory),
+        cmocka_unit_test(test_guard_passes_on_what_is_not_its),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
