@@ -169,7 +169,10 @@ void vmm_get_stats(vmm_t *vm, vmm_stats_t *out);
  * state sections listed in docs/vmm.md).  The VM is paused for the duration
  * (every vCPU out of KVM_RUN with its last exit completed, device work in
  * flight finished) and left paused or running as it was.  opts and stats
- * may be NULL (kind defaults to "vm").  Returns 0 or -errno with err.
+ * may be NULL (kind defaults to "vm").  Returns 0 or -errno with err.  A VM
+ * restored with the lazy engine has all its memory faulted in first: a
+ * chunk that fails then fails the snapshot (-EIO, "snapshot: guest memory:
+ * ...") and stops the VM, and nothing is written.
  */
 int vmm_snapshot(vmm_t *vm, const char *dir, const snap_write_opts_t *opts,
                  snap_write_stats_t *stats, thaw_err_t *err);
