@@ -222,6 +222,16 @@ static int vm_alive(void *ctx, void *sb)
     return vmm_wait(sb, 0, &ex) == 0; /* 0: still running after a zero wait */
 }
 
+static int vm_exit_detail(void *ctx, void *sb, char *buf, size_t len)
+{
+    (void)ctx;
+    vmm_exit_t ex;
+    if (vmm_wait(sb, 0, &ex) != 1)
+        return -ENOENT;
+    snprintf(buf, len, "%s: %s", vmm_exit_reason_name(ex.reason), ex.detail);
+    return 0;
+}
+
 const pool_backend_ops_t pool_vm_ops = {
     .tier = "vm",
     .restores = true,
@@ -232,4 +242,5 @@ const pool_backend_ops_t pool_vm_ops = {
     .create = vm_create,
     .destroy = vm_destroy,
     .alive = vm_alive,
+    .exit_detail = vm_exit_detail,
 };

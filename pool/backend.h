@@ -84,6 +84,12 @@ typedef struct pool_backend_ops {
     int (*alive)(void *ctx, void *sb_state);
     /* Optional: the process id of the sandbox's init, for logs; -1 if none. */
     int (*pid)(void *ctx, void *sb_state);
+    /*
+     * Optional: why a sandbox that is no longer alive stopped, one line for
+     * a user ("internal-error: guest memory: ...: checksum mismatch").
+     * Returns 0 with buf filled, or -ENOENT when there is nothing to add.
+     */
+    int (*exit_detail)(void *ctx, void *sb_state, char *buf, size_t len);
 } pool_backend_ops_t;
 
 #endif

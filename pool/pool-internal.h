@@ -121,6 +121,9 @@ int pool__threads_start(pool_t *p, thaw_err_t *err);
 void pool__threads_stop(pool_t *p);
 /* Make one sandbox of t (backend create + agent hello + thaw); no lock held. */
 int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err_t *err);
+/* When the sandbox is no longer alive, wrap err with "the sandbox died" and
+ * the backend's reason and return -errno; return 0 while it is alive. */
+int pool__sandbox_wrap_death(pool__tpl_t *t, void *bstate, thaw_err_t *err);
 /* Destroy one sandbox; no lock held. */
 void pool__sandbox_destroy(pool_sandbox_t *sb);
 

@@ -19,6 +19,16 @@
 /* How long a new sandbox's agent may take to say hello. */
 #define POOL_HELLO_TIMEOUT_MS 10000
 
+int pool__sandbox_wrap_death(pool__tpl_t *t, void *bstate, thaw_err_t *err)
+{
+    if (t->ops->alive(t->bctx, bstate))
+        return 0;
+    char why[256];
+    if (t->ops->exit_detail && t->ops->exit_detail(t->bctx, bstate, why, sizeof(why)) == 0)
+        return thaw_err_wrap(err, "the sandbox died (%s)", why);
+    return thaw_err_wrap(err, "the sandbox died");
+}
+
 int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err_t *err)
 {
     (void)p;
@@ -38,6 +48,7 @@ int pool__sandbox_make(pool_t *p, pool__tpl_t *t, pool_sandbox_t **out, thaw_err
         sb->pid = t->ops->pid(t->bctx, sb->bstate);
     r = pool__agent_open(TAKE_FD(fd), !t->ops->restores, POOL_HELLO_TIMEOUT_MS, &sb->agent, err);
     if (r < 0) {
+        pool__sandbox_wrap_death(t, sb->bstate, err);
         t->ops->destroy(t->bctx, sb->bstate);
         free(sb);
         return thaw_err_wrap(err, "%s sandbox of '%s': agent", t->def.tier, t->def.name);
@@ -71,11 +82,12 @@ int pool_exec(pool_t *p, pool_sandbox_t *sb, const pool_exec_req_t *req, pool_ex
     res->duration_ns = thaw_now_ns() - t0;
     if (r < 0) {
         pool_exec_result_free(res);
-        if (!sb->tpl->ops->alive(sb->tpl->bctx, sb->bstate)) {
+        int dead = pool__sandbox_wrap_death(sb->tpl, sb->bstate, err);
+        if (dead < 0) {
             pthread_mutex_lock(&p->mu);
             sb->tpl->died++;
             pthread_mutex_unlock(&p->mu);
-            return thaw_err_wrap(err, "the sandbox died");
+            return dead;
         }
         return r; /* the agent client's message already names the command */
     }

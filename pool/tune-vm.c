@@ -27,21 +27,9 @@
 #include "common/cleanup.h"
 #include "common/clock.h"
 #include "guest/agent_client.h"
-/*
- * vmm/ keeps a restored VM's snap_mem_t private; tune needs it for the fault
- * counters, the working set and the clone's memory ranges.  Until vmm/
- * exports an accessor (asked for in issue 9's report) this one read goes
- * through its internal header.
- */
-#include "vmm/internal.h"
 #include "vmm/vmm.h"
 
 #define TUNE_AGENT_MS 30000
-
-static snap_mem_t *vm_mem(vmm_t *vm)
-{
-    return vm->snap_mem;
-}
 
 int pool__tune_write_variant(snap_t *base, const char *dir, uint32_t chunk_size, int lz4_level,
                              thaw_err_t *err)
@@ -136,7 +124,7 @@ int pool__tune_record(const char *dir, const char *const *argv, thaw_err_t *err)
     if (r == 0)
         r = run_cmd(c, argv, err);
     if (r == 0) {
-        r = snap_mem_workingset_save(vm_mem(vm), err);
+        r = snap_mem_workingset_save(vmm_snap_mem(vm), err);
         if (r >= 0)
             r = 0;
     }
@@ -184,7 +172,7 @@ int pool__tune_sample(snap_t *snap, snap_engine_t engine, bool prefetch, const c
     r = run_cmd(c, argv, err);
     s->command_ns = thaw_now_ns() - t0;
     if (r == 0) {
-        snap_mem_t *mem = vm_mem(vm);
+        snap_mem_t *mem = vmm_snap_mem(vm);
         snap_mem_stats_t ms;
         snap_mem_get_stats(mem, &ms);
         s->faults = ms.faults;

@@ -70,6 +70,10 @@ void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu
                   vmm_exit_reason_name(reason), code, vm->exit.detail);
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         vmm__vcpu_kick(&vm->vcpus[i]);
+    /* Nothing more will come from the guest: let the agent channel's reader
+     * see EOF now rather than time out (vmm.h, vmm_agent_fd). */
+    if (vm->agent_host_fd >= 0)
+        shutdown(vm->agent_host_fd, SHUT_RDWR);
     uint64_t one = 1;
     if (write(vm->exit_fd, &one, sizeof(one)) < 0) {
         /* cannot fail for a fresh eventfd written once */
@@ -334,6 +338,11 @@ int vmm_exit_fd(const vmm_t *vm)
 int vmm_agent_fd(const vmm_t *vm)
 {
     return vm->agent_host_fd;
+}
+
+snap_mem_t *vmm_snap_mem(const vmm_t *vm)
+{
+    return vm->snap_mem;
 }
 
 void vmm_get_stats(vmm_t *vm, vmm_stats_t *out)

@@ -127,9 +127,19 @@ void vmm_destroy(vmm_t *vm);
 /*
  * The host end of the agent channel (a SOCK_STREAM socket; bytes written to
  * it appear on the guest's virtio-console, bytes the guest sends come out of
- * it).  Owned by vm: do not close it.  -1 without agent_console.
+ * it).  Owned by vm: do not close it.  -1 without agent_console.  When the
+ * guest stops (any exit reason) the channel is shut down, so a reader blocked
+ * on it sees EOF at once instead of waiting out its timeout; vmm_wait() then
+ * says why.
  */
 int vmm_agent_fd(const vmm_t *vm);
+
+/*
+ * The snapshot memory a restored VM runs on (its fault counters, working
+ * set and regions), or NULL for a VM that was booted, not restored.  Owned
+ * by vm.
+ */
+snap_mem_t *vmm_snap_mem(const vmm_t *vm);
 
 /*
  * Copy the console log (the newest bytes the ring holds, oldest first) into
