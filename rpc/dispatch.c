@@ -117,6 +117,7 @@ void rpc__req_finish(rpc_req_t *req)
     c->inflight--;
     srv->inflight--;
     req_free(req);
+    rpc__conn_request_done(c);
     rpc__conn_unref(c);
     rpc__server_idle(srv);
 }

@@ -31,6 +31,8 @@ struct rpc_conn {
     size_t len, cap;
     bool discarding; /* inside an oversized line: drop bytes to the next newline */
     bool closing;
+    bool read_eof; /* the client half-closed: answer what is in flight, then close */
+    bool shutting; /* close-after-flush under way */
     unsigned inflight;
     unsigned refs; /* the handle's own + one per request in flight */
     uint64_t id;   /* for logs */
@@ -105,6 +107,9 @@ struct rpc_req {
 /* server.c */
 void rpc__conn_ref(rpc_conn_t *c);
 void rpc__conn_unref(rpc_conn_t *c);
+/* A request of c finished: a half-closed connection with nothing left in
+ * flight is closed once its replies are flushed. */
+void rpc__conn_request_done(rpc_conn_t *c);
 /* Queue a line (a JSON value serialised + '\n') to a connection; steals v. */
 void rpc__send(rpc_conn_t *c, json_t *v);
 /* From any thread: queue a notification to the request's connection. */

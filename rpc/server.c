@@ -205,6 +205,9 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 /* Close once queued writes are flushed (a last error line must arrive). */
 static void conn_close_after_flush(rpc_conn_t *c)
 {
+    if (c->closing || c->shutting)
+        return;
+    c->shutting = true;
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req || uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) < 0) {
         free(req);
@@ -286,12 +289,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rpc__conn_ref(c); /* dispatch may close c */
         conn_feed(c, buf->base, (size_t)nread);
         rpc__conn_unref(c);
+    } else if (nread == UV_EOF && c->inflight > 0) {
+        /* A half-close (`echo REQ | socat - UNIX-CONNECT:...`, nc -U -N):
+         * the client is done sending, not gone.  Answer what is in flight,
+         * then close (rpc__conn_request_done).  An unterminated last line is
+         * dropped, as a truncated message costs only its sender. */
+        c->read_eof = true;
+        uv_read_stop(s);
+    } else if (nread == UV_EOF) {
+        conn_close_after_flush(c);
     } else if (nread < 0) {
-        /* EOF or error: an unterminated last line is dropped, as a truncated
-         * message costs only its sender. */
-        conn_close(c);
+        conn_close(c); /* reset or error: the client is gone */
     }
     free(buf->base);
+}
+
+void rpc__conn_request_done(rpc_conn_t *c)
+{
+    if (c->read_eof && c->inflight == 0)
+        conn_close_after_flush(c);
 }
 
 static bool peer_allowed(rpc_server_t *srv, uid_t uid, gid_t gid)

@@ -428,7 +428,9 @@ int thaw_cmd_info(const thaw_cli_t *cli, int argc, char **argv)
                (long long)json_integer_value(json_object_get(res, "pid")),
                json_string_value(json_object_get(res, "socket")),
                json_string_value(json_object_get(res, "store")));
-        static const char *const hdr[] = {"TIER", "AVAILABLE", "WHY NOT"};
+        /* A tier that runs can still carry a note worth reading ("KVM is
+         * PVM here: ..."), so the last column shows a reason or a note. */
+        static const char *const hdr[] = {"TIER", "AVAILABLE", "WHY NOT / NOTE"};
         thaw_table_t *t = thaw_table_new(3, hdr);
         size_t i;
         json_t *tier;
@@ -437,6 +439,8 @@ int thaw_cmd_info(const thaw_cli_t *cli, int argc, char **argv)
             const char *row[] = {thaw_cell(json_object_get(tier, "name"), b[0], 64),
                                  thaw_cell(json_object_get(tier, "available"), b[1], 64),
                                  json_string_value(json_object_get(tier, "reason"))};
+            if (!row[2])
+                row[2] = json_string_value(json_object_get(tier, "note"));
             thaw_table_add(t, row);
         }
         thaw_table_print(t, stdout);

@@ -112,6 +112,26 @@ def main():
             fail("expected -32601")
         c.ok("server.stats")
         print("protocol errors answered; connection still usable")
+
+        # Regression: a client that half-closes after its request (what
+        # `echo REQ | socat - UNIX-CONNECT:...` and `nc -U -N` do) lost the
+        # reply: thawd closed on EOF with the request still in flight.
+        h = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        h.connect(sock)
+        h.sendall(b'{"jsonrpc":"2.0","id":7,"method":"sandbox.run",'
+                  b'"params":{"template":"py","argv":["sh","-c","sleep 0.3; echo late"]}}\n')
+        h.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = h.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        h.close()
+        replies = [json.loads(x) for x in data.splitlines() if x.strip()]
+        if len(replies) != 1 or replies[0].get("result", {}).get("stdout") != "late\n":
+            fail("half-closed client: %r" % data)
+        print("half-closed client answered, then closed")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
