@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -45,8 +46,19 @@ static int base_build(snap_t *snap, unsigned threads, snap_base_t **out, thaw_er
         if (rc < 0)
             return rc;
     }
-    /* Sealed: no clone (or bug) can change the base under the others. */
-    if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+    /* Sealed: no clone (or bug) can change the base under the others.  The
+     * write seal fails with EBUSY while any process still maps the memfd
+     * writable: a child forked in the instant between mmap and madvise
+     * holds it until its exec, so retry for a while (bounded: 1 s). */
+    int sr;
+    for (int tries = 0;; tries++) {
+        sr = fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+        if (sr == 0 || errno != EBUSY || tries == 50)
+            break;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (sr < 0)
         return thaw_err_sys(err, errno, "snapshot '%s': seal base", snap->dir);
     snap_base_t *b = calloc(1, sizeof(*b));
     if (!b)
