@@ -13,9 +13,8 @@
  *     of the same template that already has its pages keeps serving, as do
  *     other templates, and thawd stays responsive.
  *     (This found thawd dying of SIGBUS when the poisoned page held a
- *     virtqueue read by vmm's event thread; vmm now guards those reads.
- *     The failed sandbox is reported as an agent timeout after 10 s, since
- *     its agent channel stays open when the VM stops.)
+ *     virtqueue read by vmm's event thread; vmm now guards those reads and
+ *     shuts a stopped VM's agent channel, so the error is immediate.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,6 +227,8 @@ static void test_lazy_chunk_checksum_failure_stops_only_that_sandbox(void **stat
         if (th_code(r)) {
             failed++;
             fprintf(stderr, "fresh lz sandbox: %d %s\n", th_code(r), th_msg(r));
+            /* Reported: the error names the bad chunk. */
+            assert_non_null(strstr(th_msg(r), "chunk"));
         } else {
             /* Never wrong memory: if it answered at all, it answered right. */
             json_t *res = json_object_get(r, "result");
