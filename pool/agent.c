@@ -9,6 +9,7 @@
 #include "pool/pool-internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -21,7 +22,22 @@
 
 struct pool__agent {
     agent_client_t *c;
+    /* Set once the agent let an exec's deadline pass without an exit (a hung
+     * or flooding guest): every later call fails at once with this error
+     * instead of waiting out its own deadline on an agent that is gone. */
+    atomic_int broken; /* 0, 1 while broken_err is written, 2 when set */
+    thaw_err_t broken_err;
 };
+
+/* Fail fast on an agent known to be unresponsive. */
+static int agent_usable(pool__agent_t *a, thaw_err_t *err)
+{
+    if (atomic_load_explicit(&a->broken, memory_order_acquire) != 2)
+        return 0;
+    if (err)
+        *err = a->broken_err;
+    return -ETIMEDOUT;
+}
 
 int pool__agent_open(int fd, bool hello, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err)
 {
@@ -82,9 +98,19 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
     };
     agent_exec_result_t ar;
     memset(&ar, 0, sizeof(ar));
+    if (agent_usable(a, err) < 0)
+        return -ETIMEDOUT;
     int r = agent_client_exec(a->c, &er, &ar, err);
     if (r < 0) {
         agent_exec_result_free(&ar);
+        /* A workload that overruns is reported by the agent (timed_out); a
+         * deadline passing here means the agent itself stopped answering. */
+        int clean = 0;
+        if (r == -ETIMEDOUT && atomic_compare_exchange_strong(&a->broken, &clean, 1)) {
+            thaw_err_set(&a->broken_err, ETIMEDOUT, "the sandbox's agent stopped answering (%s)",
+                         err ? err->msg : "exec");
+            atomic_store_explicit(&a->broken, 2, memory_order_release);
+        }
         return r;
     }
     res->exit_code = ar.exit_code;
@@ -103,6 +129,8 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
 int pool__agent_put(pool__agent_t *a, const char *path, uint32_t mode, const void *data, size_t len,
                     thaw_err_t *err)
 {
+    if (agent_usable(a, err) < 0)
+        return -ETIMEDOUT;
     return agent_client_put_file(a->c, path, data, len, mode, POOL_AGENT_CALL_MS, err);
 }
 
@@ -110,6 +138,8 @@ int pool__agent_get(pool__agent_t *a, const char *path, size_t max, void **data,
                     thaw_err_t *err)
 {
     uint8_t *d = NULL;
+    if (agent_usable(a, err) < 0)
+        return -ETIMEDOUT;
     int r = agent_client_get_file(a->c, path, max, &d, len, POOL_AGENT_CALL_MS, err);
     if (r == 0)
         *data = d;
@@ -118,5 +148,7 @@ int pool__agent_get(pool__agent_t *a, const char *path, size_t max, void **data,
 
 int pool__agent_ping(pool__agent_t *a, uint32_t timeout_ms, thaw_err_t *err)
 {
+    if (agent_usable(a, err) < 0)
+        return -ETIMEDOUT;
     return agent_client_ping(a->c, timeout_ms, NULL, err);
 }

@@ -8,6 +8,17 @@
  * HELLO at boot, PING, THAW, QUIESCE, SHUTDOWN, and EXEC of the built-ins
  * echo, true and false.  Everything else is answered with an ERROR frame.
  * No libc: frames are built and parsed by hand, little-endian.
+ *
+ * For tests/fault/test_fault_guest.c, EXEC also has hostile built-ins that
+ * make the whole guest misbehave the way a broken or malicious guest would
+ * (each sends STARTED first, so the host is mid-exec when it begins):
+ *   hang               spin in ring 3 forever; nothing is answered again
+ *   flood-agent        endless valid STDOUT frames on the agent channel
+ *   flood-agent-garbage endless bytes that are not agent frames
+ *   flood-console      endless bytes to the serial console
+ *   panic              what a Linux panic with panic=N / reboot looks like
+ *                      to a VMM: a message on the console, then a triple
+ *                      fault (no IDT, then an exception)
  */
 #include "guest.h"
 
@@ -190,6 +201,7 @@ static void rx_poll(void)
 
 static u8 out[8192];
 static u32 out_len;
+static u32 flood_id; /* the exec a flood of STDOUT frames belongs to */
 
 static void put_le(u8 *p, u64 v, unsigned n)
 {
@@ -252,6 +264,56 @@ static void send_error(u32 id, u32 errnum, const char *msg)
     frame_send(T_ERROR, id);
 }
 
+static int is_cmd(const u8 *a, u32 l, const char *name)
+{
+    return l == strlen(name) && !strncmp((const char *)a, name, l);
+}
+
+/* The hostile built-ins: none returns. */
+__attribute__((noreturn)) static void hostile_run(const u8 *a, u32 l)
+{
+    static u8 junk[BUFSZ];
+    if (is_cmd(a, l, "hang")) {
+        for (;;) /* ring 3 only: PVM runs it natively, the host sees no exits */
+            __asm__ volatile("pause");
+    }
+    if (is_cmd(a, l, "flood-agent")) {
+        memset(junk, 'F', sizeof(junk));
+        for (;;) {
+            frame_begin();
+            field(F_DATA, junk, sizeof(junk) - 64);
+            frame_send(T_STDOUT, flood_id);
+        }
+    }
+    if (is_cmd(a, l, "flood-agent-garbage")) {
+        for (u32 i = 0; i < sizeof(junk); i++)
+            junk[i] = (u8)(i * 37u + 11u);
+        for (;;)
+            tx_send(junk, sizeof(junk));
+    }
+    if (is_cmd(a, l, "flood-console")) {
+        memset(junk, 'C', 1024);
+        junk[1023] = '\n';
+        for (;;)
+            sys(SYS_WRITE, junk, 1024);
+    }
+    /* panic: Linux prints its panic and, with panic=N, reboots; a VMM
+     * without a reset device sees that reboot as a triple fault.  Here the
+     * IDT is emptied and the next ud2 (a syscall) faults three times. */
+    print("Kernel panic - not syncing: thaw test guest asked to panic\n");
+    sys(SYS_BREAK_IDT, 0, 0);
+    sys(SYS_WRITE, "", 0);
+    for (;;)
+        ;
+}
+
+static int is_hostile(const u8 *a, u32 l)
+{
+    return is_cmd(a, l, "hang") || is_cmd(a, l, "flood-agent") ||
+           is_cmd(a, l, "flood-agent-garbage") || is_cmd(a, l, "flood-console") ||
+           is_cmd(a, l, "panic");
+}
+
 static void do_exec(u32 id, const u8 *p, u32 len)
 {
     const u8 *argv[16];
@@ -289,6 +351,12 @@ static void do_exec(u32 id, const u8 *p, u32 len)
         code = 0;
     } else if (argl[0] == 5 && !strncmp((const char *)argv[0], "false", 5)) {
         code = 1;
+    } else if (is_hostile(argv[0], argl[0])) {
+        frame_begin();
+        field_u32(F_PID, 1);
+        frame_send(T_STARTED, id);
+        flood_id = id;
+        hostile_run(argv[0], argl[0]);
     } else {
         send_error(id, 2, "exec: the test guest has only the built-ins echo, true and false");
         return;
