@@ -70,14 +70,16 @@ void vmm__stop(vmm_t *vm, vmm_exit_reason_t reason, uint32_t code, unsigned vcpu
                   vmm_exit_reason_name(reason), code, vm->exit.detail);
     for (unsigned i = 0; i < vm->n_vcpus; i++)
         vmm__vcpu_kick(&vm->vcpus[i]);
-    /* Nothing more will come from the guest: let the agent channel's reader
-     * see EOF now rather than time out (vmm.h, vmm_agent_fd). */
-    if (vm->agent_host_fd >= 0)
-        shutdown(vm->agent_host_fd, SHUT_RDWR);
     uint64_t one = 1;
     if (write(vm->exit_fd, &one, sizeof(one)) < 0) {
         /* cannot fail for a fresh eventfd written once */
     }
+    /* Nothing more will come from the guest: let the agent channel's reader
+     * see EOF now rather than time out (vmm.h, vmm_agent_fd).  After the
+     * exit_fd write, so that a reader who sees EOF and asks vmm_wait(vm, 0)
+     * already learns why the guest stopped. */
+    if (vm->agent_host_fd >= 0)
+        shutdown(vm->agent_host_fd, SHUT_RDWR);
     /* Wake console waiters so they see the stop. */
     pthread_mutex_lock(&vm->console.lock);
     pthread_cond_broadcast(&vm->console.cond);

@@ -112,7 +112,10 @@ static void stream_finish(stream_t *s)
     if (!strstr(con, want))
         printf("want '%s'; console:\n%s\n", want, con);
     assert_non_null(strstr(con, want));
-    /* nothing extra, then EOF: a stopped guest's channel is shut down */
+    /* nothing extra, then EOF: a stopped guest's channel is shut down (just
+     * after vmm_wait can see the stop, hence the poll) */
+    struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
     assert_int_equal(recv(s->fd, (char[1]){0}, 1, MSG_DONTWAIT), 0);
 }
 
