@@ -228,6 +228,26 @@ static void exec_done(rpc_req_t *req)
     req->state = NULL;
 }
 
+/*
+ * Run work on the held sandbox e on a worker thread, or answer at once when
+ * the params did not check out (s is NULL: the error is already set).  The
+ * sandbox stays busy until the work is done, so a release that arrives
+ * meanwhile is carried out afterwards (sbtable.c).
+ */
+static void run_on_sandbox(rpc_req_t *req, sb_state_t *s, rpc_sb_t *e, rpc_work_fn work,
+                           rpc_done_fn done)
+{
+    if (!s) {
+        rpc__req_finish(req);
+        return;
+    }
+    s->e = e;
+    s->sb = e->sb;
+    e->busy++;
+    req->state = s;
+    rpc__req_defer(req, work, done);
+}
+
 void rpc__m_sandbox_exec(rpc_req_t *req)
 {
     static const char *const allowed[] = {"id",     "argv",         "env",        "cwd",
@@ -240,15 +260,7 @@ void rpc__m_sandbox_exec(rpc_req_t *req)
         state_free(s);
         s = NULL;
     }
-    if (!s) {
-        rpc__req_finish(req);
-        return;
-    }
-    s->e = e;
-    s->sb = e->sb;
-    e->busy++;
-    req->state = s;
-    rpc__req_defer(req, exec_work, exec_done);
+    run_on_sandbox(req, s, e, exec_work, exec_done);
 }
 
 static void run_work(rpc_req_t *req)
@@ -346,15 +358,7 @@ void rpc__m_sandbox_put_file(rpc_req_t *req)
             s = NULL;
         }
     }
-    if (!s) {
-        rpc__req_finish(req);
-        return;
-    }
-    s->e = e;
-    s->sb = e->sb;
-    e->busy++;
-    req->state = s;
-    rpc__req_defer(req, put_work, put_done);
+    run_on_sandbox(req, s, e, put_work, put_done);
 }
 
 static void get_work(rpc_req_t *req)
@@ -394,15 +398,7 @@ void rpc__m_sandbox_get_file(rpc_req_t *req)
             s->b64 = enc && !strcmp(enc, "base64");
         }
     }
-    if (!s) {
-        rpc__req_finish(req);
-        return;
-    }
-    s->e = e;
-    s->sb = e->sb;
-    e->busy++;
-    req->state = s;
-    rpc__req_defer(req, get_work, get_done);
+    run_on_sandbox(req, s, e, get_work, get_done);
 }
 
 /* ---- release and list (loop thread: cheap) ---- */
