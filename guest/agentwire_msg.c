@@ -225,6 +225,34 @@ int agentwire_parse_signal(const uint8_t *p, size_t len, agentwire_signal_t *out
     return 0;
 }
 
+/* The PATH field of put and get (a repeated one replaces the first). */
+static int path_field(const agentwire_field_t *f, char **path, const char *name, char *msg,
+                      size_t msgsz)
+{
+    free(*path);
+    *path = NULL;
+    int r = agentwire_field_strdup(f, AGENTWIRE_MAX_PATH, path);
+    return r < 0 ? fail(msg, msgsz, r, "%s: path: %s", name, rc_reason(r)) : 0;
+}
+
+/*
+ * The end of a put or get: a field list that ran past the frame or a
+ * missing path fails it, and a failed one owns no path.  r is the result of
+ * the fields so far, itr the iterator's last return.
+ */
+static int path_end(int r, int itr, char **path, const char *name, char *msg, size_t msgsz)
+{
+    if (r == 0 && itr < 0)
+        r = fail(msg, msgsz, -EBADMSG, "%s: field runs past the end of the frame", name);
+    if (r == 0 && (!*path || !(*path)[0]))
+        r = fail(msg, msgsz, -EINVAL, "%s: no path", name);
+    if (r < 0) {
+        free(*path);
+        *path = NULL;
+    }
+    return r;
+}
+
 int agentwire_parse_put(const uint8_t *p, size_t len, agentwire_put_t *out, char *msg, size_t msgsz)
 {
     memset(out, 0, sizeof(*out));
@@ -234,11 +262,7 @@ int agentwire_parse_put(const uint8_t *p, size_t len, agentwire_put_t *out, char
     {
         switch (f.tag) {
         case AGENTWIRE_T_PATH:
-            free(out->path);
-            out->path = NULL;
-            r = agentwire_field_strdup(&f, AGENTWIRE_MAX_PATH, &out->path);
-            if (r < 0)
-                r = FIELD_FAIL("put: path", r);
+            r = path_field(&f, &out->path, "put", msg, msgsz);
             break;
         case AGENTWIRE_T_MODE:
             r = agentwire_field_u32(&f, &out->mode);
@@ -270,15 +294,7 @@ int agentwire_parse_put(const uint8_t *p, size_t len, agentwire_put_t *out, char
         if (r < 0)
             break;
     }
-    if (r == 0 && itr_ < 0)
-        r = fail(msg, msgsz, -EBADMSG, "put: field runs past the end of the frame");
-    if (r == 0 && (!out->path || !out->path[0]))
-        r = fail(msg, msgsz, -EINVAL, "put: no path");
-    if (r < 0) {
-        free(out->path);
-        out->path = NULL;
-    }
-    return r;
+    return path_end(r, itr_, &out->path, "put", msg, msgsz);
 }
 
 int agentwire_parse_get(const uint8_t *p, size_t len, agentwire_get_t *out, char *msg, size_t msgsz)
@@ -290,11 +306,7 @@ int agentwire_parse_get(const uint8_t *p, size_t len, agentwire_get_t *out, char
     {
         switch (f.tag) {
         case AGENTWIRE_T_PATH:
-            free(out->path);
-            out->path = NULL;
-            r = agentwire_field_strdup(&f, AGENTWIRE_MAX_PATH, &out->path);
-            if (r < 0)
-                r = FIELD_FAIL("get: path", r);
+            r = path_field(&f, &out->path, "get", msg, msgsz);
             break;
         case AGENTWIRE_T_OFFSET:
             r = agentwire_field_u64(&f, &out->offset);
@@ -310,15 +322,9 @@ int agentwire_parse_get(const uint8_t *p, size_t len, agentwire_get_t *out, char
         if (r < 0)
             break;
     }
-    if (r == 0 && itr_ < 0)
-        r = fail(msg, msgsz, -EBADMSG, "get: field runs past the end of the frame");
-    if (r == 0 && (!out->path || !out->path[0]))
-        r = fail(msg, msgsz, -EINVAL, "get: no path");
-    if (r < 0) {
-        free(out->path);
-        out->path = NULL;
+    r = path_end(r, itr_, &out->path, "get", msg, msgsz);
+    if (r < 0)
         return r;
-    }
     if (out->max > AGENTWIRE_CHUNK || out->max == 0)
         out->max = AGENTWIRE_CHUNK;
     return 0;
