@@ -84,6 +84,23 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A test's snapshot: image `seed` (st_image_make: two regions, or three
+ * with an all-zero one) written to root/name in chunk-byte chunks by
+ * `threads` writer threads; img is kept to compare restored memory with. */
+static void make_snap(char dir[static 4096], st_image_t *img, const char *name, uint64_t seed,
+                      bool three, uint32_t chunk, unsigned threads)
+{
+    snprintf(dir, 4096, "%s/%s", root, name);
+    st_image_make(img, seed, three);
+    st_write(dir, img, chunk, 0, threads, NULL);
+}
+
+static void free_snap(snap_t *snap, st_image_t *img)
+{
+    snap_close(snap);
+    st_image_free(img);
+}
+
 static snap_t *open_snap(const char *dir)
 {
     thaw_err_t err;
@@ -172,10 +189,8 @@ static void test_lazy_2m(void **state)
 static void test_lazy_kernel_mode_faults(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/kernel", root);
     st_image_t img;
-    st_image_make(&img, 77, false);
-    st_write(dir, &img, 65536, 0, 1, NULL);
+    make_snap(dir, &img, "kernel", 77, false, 65536, 1);
     snap_t *snap = open_snap(dir);
     snap_mem_t *mem = attach_lazy(snap, NULL);
     snap_region_t r;
@@ -197,18 +212,15 @@ static void test_lazy_kernel_mode_faults(void **state)
     close(p[0]);
     close(p[1]);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 /* A write is the first touch: the chunk is installed, then the write lands. */
 static void test_lazy_write_first_touch(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/write", root);
     st_image_t img;
-    st_image_make(&img, 78, false);
-    st_write(dir, &img, 16384, 0, 1, NULL);
+    make_snap(dir, &img, "write", 78, false, 16384, 1);
     snap_t *snap = open_snap(dir);
     snap_mem_t *mem = attach_lazy(snap, NULL);
     snap_region_t r;
@@ -218,8 +230,7 @@ static void test_lazy_write_first_touch(void **state)
     assert_memory_equal(r.host, img.regions[1].host, 5000);
     assert_memory_equal((char *)r.host + 5001, (char *)img.regions[1].host + 5001, 16384 - 5001);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 /* A page dropped after install (MADV_DONTNEED) reads as zero again, as
@@ -227,10 +238,8 @@ static void test_lazy_write_first_touch(void **state)
 static void test_lazy_dropped_page_reads_zero(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/drop", root);
     st_image_t img;
-    st_image_make(&img, 79, false);
-    st_write(dir, &img, 65536, 0, 1, NULL);
+    make_snap(dir, &img, "drop", 79, false, 65536, 1);
     snap_t *snap = open_snap(dir);
     snap_mem_t *mem = attach_lazy(snap, NULL);
     snap_region_t r;
@@ -245,8 +254,7 @@ static void test_lazy_dropped_page_reads_zero(void **state)
     assert_int_equal(b.bytes_read, a.bytes_read);
     assert_memory_equal(r.host, img.regions[1].host, 8192);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 struct toucher {
@@ -284,10 +292,8 @@ static void test_lazy_concurrent_faults(void **state)
 {
     catch_sigbus();
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/conc", root);
     st_image_t img;
-    st_image_make(&img, 80, true);
-    st_write(dir, &img, 16384, 0, 2, NULL);
+    make_snap(dir, &img, "conc", 80, true, 16384, 2);
     snap_t *snap = open_snap(dir);
     snap_mem_opts_t o = {.queue_depth = 4};
     snap_mem_t *mem = attach_lazy(snap, &o);
@@ -309,8 +315,7 @@ static void test_lazy_concurrent_faults(void **state)
     assert_int_equal(st.bytes_read, stored_bytes(dir));
     assert_false(st.failed);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 /* Threads fault in a loop until the memory is aborted under them: each one
@@ -319,10 +324,8 @@ static void test_lazy_teardown_with_faults_in_flight(void **state)
 {
     catch_sigbus();
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/teardown", root);
     st_image_t img;
-    st_image_make(&img, 81, false);
-    st_write(dir, &img, 4096, 0, 2, NULL);
+    make_snap(dir, &img, "teardown", 81, false, 4096, 2);
     snap_t *snap = open_snap(dir);
     for (int round = 0; round < 5; round++) {
         snap_mem_opts_t o = {.queue_depth = 2};
@@ -361,8 +364,7 @@ static void test_lazy_teardown_with_faults_in_flight(void **state)
         mem = attach_lazy(snap, &pf);
         snap_mem_destroy(mem);
     }
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 struct cb_state {
@@ -404,10 +406,8 @@ static void test_lazy_corrupt_chunk_fails_the_access(void **state)
 {
     catch_sigbus();
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/corrupt", root);
     st_image_t img;
-    st_image_make(&img, 82, false);
-    st_write(dir, &img, 16384, 0, 1, NULL);
+    make_snap(dir, &img, "corrupt", 82, false, 16384, 1);
     uint64_t idx = corrupt_lz4_chunk(dir);
     snap_t *snap = open_snap(dir); /* the table is fine: open succeeds */
     struct cb_state cb = {0};
@@ -435,8 +435,7 @@ static void test_lazy_corrupt_chunk_fails_the_access(void **state)
     snap_mem_region(mem, 1, &r);
     assert_memory_equal(r.host, img.regions[1].host, r.size);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 static void touch_set(snap_mem_t *mem, const st_image_t *img, unsigned seed, int n)
@@ -455,10 +454,8 @@ static void touch_set(snap_mem_t *mem, const st_image_t *img, unsigned seed, int
 static void test_lazy_workingset_record_and_prefetch(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/ws", root);
     st_image_t img;
-    st_image_make(&img, 83, false);
-    st_write(dir, &img, 4096, 0, 2, NULL);
+    make_snap(dir, &img, "ws", 83, false, 4096, 2);
     snap_t *snap = open_snap(dir);
     snap_mem_opts_t rec = {.record_workingset = true};
     snap_mem_t *mem = attach_lazy(snap, &rec);
@@ -493,8 +490,7 @@ static void test_lazy_workingset_record_and_prefetch(void **state)
     mem = attach_lazy(snap, NULL);
     assert_int_equal(snap_mem_workingset_save(mem, &err), -EINVAL);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 /* Prefetch and faults racing for the same chunks: every chunk is still
@@ -502,10 +498,8 @@ static void test_lazy_workingset_record_and_prefetch(void **state)
 static void test_lazy_prefetch_races_faults(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/race", root);
     st_image_t img;
-    st_image_make(&img, 85, true);
-    st_write(dir, &img, 4096, 0, 2, NULL);
+    make_snap(dir, &img, "race", 85, true, 4096, 2);
     snap_t *snap = open_snap(dir);
     snap_mem_opts_t rec = {.record_workingset = true};
     snap_mem_t *mem = attach_lazy(snap, &rec);
@@ -531,18 +525,15 @@ static void test_lazy_prefetch_races_faults(void **state)
         assert_int_equal(st.chunks_faulted + st.chunks_prefetched, snap->nchunks);
         snap_mem_destroy(mem);
     }
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 /* A damaged workingset is only a hint: the restore works, without prefetch. */
 static void test_lazy_bad_workingset_is_ignored(void **state)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/badws", root);
     st_image_t img;
-    st_image_make(&img, 84, false);
-    st_write(dir, &img, 65536, 0, 1, NULL);
+    make_snap(dir, &img, "badws", 84, false, 65536, 1);
     snap_t *snap = open_snap(dir);
     snap_mem_opts_t rec = {.record_workingset = true};
     snap_mem_t *mem = attach_lazy(snap, &rec);
@@ -565,8 +556,7 @@ static void test_lazy_bad_workingset_is_ignored(void **state)
     snap_mem_get_stats(mem, &st);
     assert_int_equal(st.chunks_prefetched, 0);
     snap_mem_destroy(mem);
-    snap_close(snap);
-    st_image_free(&img);
+    free_snap(snap, &img);
 }
 
 static void require_userfaultfd(void)
