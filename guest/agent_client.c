@@ -75,7 +75,8 @@ struct agent_exec {
     agent_client_t *c;
     pending_t *p;
     uint64_t deadline_ns;
-    char name[64]; /* argv[0] for messages */
+    const atomic_bool *cancel; /* the request's, or NULL */
+    char name[64];             /* argv[0] for messages */
 };
 
 #define READ_BUF_MIN (64u << 10)
@@ -441,6 +442,13 @@ void agent_client_destroy(agent_client_t *c)
     free(c);
 }
 
+void agent_client_wake(agent_client_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
 bool agent_client_dead(agent_client_t *c, thaw_err_t *err)
 {
     pthread_mutex_lock(&c->lock);
@@ -665,6 +673,26 @@ void agent_exec_result_free(agent_exec_result_t *r)
     r->out_len = r->err_len = 0;
 }
 
+static bool exec_cancelled(const agent_exec_t *x)
+{
+    return x->cancel && atomic_load_explicit(x->cancel, memory_order_acquire);
+}
+
+/* Best effort, bounded: ask the agent to SIGKILL exec `id`'s process group,
+ * so a command whose caller gave up does not run on in the sandbox.  The
+ * agent handles frames in order, so this also reaches an exec whose STARTED
+ * has not arrived yet. */
+static void kill_exec_group(agent_client_t *c, uint32_t id)
+{
+    agentwire_msg_t m;
+    agentwire_msg_init(&m, AGENTWIRE_SIGNAL, id);
+    agentwire_put_u32(&m, AGENTWIRE_T_SIGNO, SIGKILL);
+    agentwire_put_u32(&m, AGENTWIRE_T_FLAGS, AGENTWIRE_SIGNAL_GROUP);
+    if (agentwire_msg_finish(&m) == 0)
+        send_frame(c, &m, deadline_after(1000), NULL);
+    agentwire_msg_free(&m);
+}
+
 int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_t **out,
                      thaw_err_t *err)
 {
@@ -684,6 +712,7 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     if (dl == 0)
         dl = req->timeout_ms ? req->timeout_ms + AGENT_EXEC_GRACE_MS : AGENT_EXEC_DEFAULT_DEADLINE;
     x->deadline_ns = deadline_after(dl);
+    x->cancel = req->cancel;
     p->cap = req->output_cap ? req->output_cap : AGENT_EXEC_DEFAULT_OUTPUT_CAP;
     p->on_output = req->on_output;
     p->opaque = req->opaque;
@@ -724,6 +753,10 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     }
     pthread_mutex_lock(&c->lock);
     while (!p->started && !p->done && !c->dead) {
+        if (exec_cancelled(x)) {
+            r = thaw_err_set(err, ECANCELED, "exec '%s': cancelled", x->name);
+            break;
+        }
         if (wait_until_locked(c, x->deadline_ns) < 0) {
             r = thaw_err_set(err, ETIMEDOUT,
                              "exec '%s': the agent did not start it before the "
@@ -746,6 +779,8 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     if (r < 0) {
         unlink_locked(c, p);
         pthread_mutex_unlock(&c->lock);
+        if (r == -ECANCELED)
+            kill_exec_group(c, id);
         pending_free(p);
         free(x);
         return r;
@@ -818,6 +853,10 @@ int agent_exec_wait(agent_exec_t *x, agent_exec_result_t *res, thaw_err_t *err)
     int r = 0;
     pthread_mutex_lock(&c->lock);
     while (!p->done && !c->dead) {
+        if (exec_cancelled(x)) {
+            r = -ECANCELED;
+            break;
+        }
         if (wait_until_locked(c, x->deadline_ns) < 0) {
             r = -ETIMEDOUT;
             break;
@@ -833,15 +872,11 @@ int agent_exec_wait(agent_exec_t *x, agent_exec_result_t *res, thaw_err_t *err)
     unlink_locked(c, p);
     pthread_mutex_unlock(&c->lock);
     if (r == -ETIMEDOUT) {
-        /* best effort: do not leave the command running in the sandbox */
-        agentwire_msg_t m;
-        agentwire_msg_init(&m, AGENTWIRE_SIGNAL, p->id);
-        agentwire_put_u32(&m, AGENTWIRE_T_SIGNO, SIGKILL);
-        agentwire_put_u32(&m, AGENTWIRE_T_FLAGS, AGENTWIRE_SIGNAL_GROUP);
-        if (agentwire_msg_finish(&m) == 0)
-            send_frame(c, &m, deadline_after(1000), NULL);
-        agentwire_msg_free(&m);
+        kill_exec_group(c, p->id); /* do not leave the command running in the sandbox */
         thaw_err_set(err, ETIMEDOUT, "exec '%s': no exit reported before the deadline", x->name);
+    } else if (r == -ECANCELED) {
+        kill_exec_group(c, p->id);
+        thaw_err_set(err, ECANCELED, "exec '%s': cancelled", x->name);
     }
     if (r == 0) {
         res->pid = p->pid;

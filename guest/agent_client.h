@@ -18,6 +18,7 @@
 #ifndef THAW_GUEST_AGENT_CLIENT_H
 #define THAW_GUEST_AGENT_CLIENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,14 @@ typedef struct agent_exec_req {
     bool no_buffer; /* with on_output: do not keep output in the result */
     bool pty;       /* run on a pseudo-terminal: stdout carries everything, tty echo included */
     uint16_t pty_rows, pty_cols; /* its window size; 0 = the kernel's default */
+    /*
+     * Optional: once *cancel is true and agent_client_wake() has been called,
+     * the exec stops waiting: the client asks the agent to SIGKILL the
+     * process group and returns -ECANCELED (the caller no longer wants the
+     * result, e.g. its client disconnected).  Checked by agent_exec_start and
+     * agent_exec_wait; must outlive the exec.
+     */
+    const atomic_bool *cancel;
 } agent_exec_req_t;
 
 typedef struct agent_exec_result {
@@ -154,6 +163,13 @@ int agent_client_ping(agent_client_t *c, uint32_t timeout_ms, uint64_t *rtt_ns, 
 /* Ask the agent to end the sandbox (VM: sync, kill all, reboot, which VMMs
  * treat as exit; sentry/test: the agent exits).  Returns once acknowledged. */
 int agent_client_shutdown(agent_client_t *c, uint32_t timeout_ms, thaw_err_t *err);
+
+/*
+ * Wake every thread waiting on c so that it re-checks its exec's cancel flag
+ * (agent_exec_req_t.cancel).  Only takes the client's lock, which no thread
+ * holds across I/O, so an event loop may call it.
+ */
+void agent_client_wake(agent_client_t *c);
 
 /* True once the channel failed; *err (may be NULL) gets the reason. */
 bool agent_client_dead(agent_client_t *c, thaw_err_t *err);

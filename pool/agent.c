@@ -95,12 +95,16 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
         .output_cap = req->max_output ? req->max_output : AGENT_EXEC_DEFAULT_OUTPUT_CAP,
         .on_output = req->on_output ? output_trampoline : NULL,
         .opaque = (void *)req,
+        .cancel = req->cancel ? &req->cancel->cancelled : NULL,
     };
     agent_exec_result_t ar;
     memset(&ar, 0, sizeof(ar));
     if (agent_usable(a, err) < 0)
         return -ETIMEDOUT;
+    if (pool__cancel_enter(req->cancel, a) < 0)
+        return thaw_err_set(err, ECANCELED, "exec '%s': cancelled", req->argv[0]);
     int r = agent_client_exec(a->c, &er, &ar, err);
+    pool__cancel_leave(req->cancel);
     if (r < 0) {
         agent_exec_result_free(&ar);
         /* A workload that overruns is reported by the agent (timed_out); a
@@ -124,6 +128,11 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
     ar.out = ar.err = NULL; /* ownership moved to res */
     agent_exec_result_free(&ar);
     return 0;
+}
+
+void pool__agent_wake(pool__agent_t *a)
+{
+    agent_client_wake(a->c);
 }
 
 int pool__agent_put(pool__agent_t *a, const char *path, uint32_t mode, const void *data, size_t len,

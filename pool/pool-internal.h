@@ -11,6 +11,7 @@
 #define THAW_POOL_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "pool/pool.h"
@@ -94,6 +95,13 @@ struct pool {
     bool health_started;
 };
 
+/* A caller's cancellation token (cancel.c). */
+struct pool_cancel {
+    pthread_mutex_t mu; /* guards agent */
+    atomic_bool cancelled;
+    pool__agent_t *agent; /* the agent an exec carrying this token waits on, or NULL */
+};
+
 /* tpldef.c */
 int pool__name_valid(const char *name);
 int pool__tpl_def_write(FILE *f, const pool_tpl_def_t *def);
@@ -127,6 +135,12 @@ int pool__sandbox_wrap_death(pool__tpl_t *t, void *bstate, thaw_err_t *err);
 /* Destroy one sandbox; no lock held. */
 void pool__sandbox_destroy(pool_sandbox_t *sb);
 
+/* cancel.c: an exec registers the agent it waits on (t may be NULL): enter
+ * fails with -ECANCELED once the token is cancelled; leave before the
+ * sandbox can be destroyed. */
+int pool__cancel_enter(pool_cancel_t *t, pool__agent_t *a);
+void pool__cancel_leave(pool_cancel_t *t);
+
 /* agent.c: the pool's view of agent_client (guest/agent_client.h). */
 /* hello: wait for the agent's HELLO first (false for restored sandboxes). */
 int pool__agent_open(int fd, bool hello, uint32_t timeout_ms, pool__agent_t **out, thaw_err_t *err);
@@ -135,6 +149,8 @@ int pool__agent_exec(pool__agent_t *a, const pool_exec_req_t *req, pool_exec_res
                      thaw_err_t *err);
 int pool__agent_put(pool__agent_t *a, const char *path, uint32_t mode, const void *data, size_t len,
                     thaw_err_t *err);
+/* Wake threads waiting on a's client so they see a cancel (never blocks on I/O). */
+void pool__agent_wake(pool__agent_t *a);
 int pool__agent_ping(pool__agent_t *a, uint32_t timeout_ms, thaw_err_t *err);
 int pool__agent_get(pool__agent_t *a, const char *path, size_t max, void **data, size_t *len,
                     thaw_err_t *err);

@@ -125,6 +125,22 @@ const char *pool_sandbox_template(const pool_sandbox_t *sb);
 int pool_sandbox_pid(const pool_sandbox_t *sb);
 uint64_t pool_sandbox_age_ms(const pool_sandbox_t *sb);
 
+/*
+ * A cancellation token: the caller's way to stop pool work it no longer
+ * wants (its client disconnected).  pool_cancel may be called from any
+ * thread, once or more, and never waits on I/O (an event loop may call it);
+ * a pool_exec carrying the token then ends soon with -ECANCELED, after
+ * asking the agent to SIGKILL the command's process group.  The token must
+ * outlive every call that carries it.
+ */
+typedef struct pool_cancel pool_cancel_t;
+/* 0 and *out, or -ENOMEM. */
+int pool_cancel_new(pool_cancel_t **out);
+void pool_cancel_free(pool_cancel_t *t);
+void pool_cancel(pool_cancel_t *t);
+/* True once pool_cancel was called (false for NULL). */
+bool pool_cancelled(pool_cancel_t *t);
+
 typedef struct pool_exec_req {
     const char *const *argv; /* NULL-terminated, argv[0] non-NULL */
     const char *const *env;  /* NULL-terminated "K=V", or NULL */
@@ -137,6 +153,7 @@ typedef struct pool_exec_req {
      * (stream 1 stdout, 2 stderr); copy and return, never block. */
     void (*on_output)(void *ud, int stream, const void *data, size_t len);
     void *ud;
+    pool_cancel_t *cancel; /* optional (see pool_cancel) */
 } pool_exec_req_t;
 
 typedef struct pool_exec_result {

@@ -64,7 +64,10 @@ int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err)
         code = RPC_E_NOT_FOUND;
         break;
     case ENOSPC:
-        code = RPC_E_CAPACITY;
+        /* Outside pool_acquire (rpc__req_acquire_err), ENOSPC is the
+         * kernel's: a full store.  Unlike a capacity refusal, waiting a
+         * moment does not fix it, so it has its own code. */
+        code = RPC_E_NO_SPACE;
         break;
     case EEXIST:
         code = RPC_E_EXISTS;
@@ -87,8 +90,19 @@ int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err)
     return rpc__req_error(req, code, "%s", err->msg[0] ? err->msg : strerror(err->code));
 }
 
+int rpc__req_acquire_err(rpc_req_t *req, const thaw_err_t *err)
+{
+    /* pool.h: pool_acquire's -ENOSPC is over capacity (memory budget, global
+     * cap, max_total).  Making a sandbox writes nothing to the store, so a
+     * full disk does not reach here as ENOSPC. */
+    if (err->code == ENOSPC)
+        return rpc__req_error(req, RPC_E_CAPACITY, "%s", err->msg[0] ? err->msg : "capacity");
+    return rpc__req_thaw_err(req, err);
+}
+
 static void req_free(rpc_req_t *req)
 {
+    pool_cancel_free(req->cancel);
     json_decref(req->id);
     json_decref(req->params);
     json_decref(req->result);
@@ -116,6 +130,12 @@ void rpc__req_finish(rpc_req_t *req)
                    (unsigned long long)c->id, req->method, req->ecode, req->emsg);
     c->inflight--;
     srv->inflight--;
+    if (req->cprev)
+        req->cprev->cnext = req->cnext;
+    else
+        c->reqs = req->cnext;
+    if (req->cnext)
+        req->cnext->cprev = req->cprev;
     req_free(req);
     rpc__conn_request_done(c);
     rpc__conn_unref(c);
@@ -133,8 +153,10 @@ static void after_work_cb(uv_work_t *w, int status)
     rpc_req_t *req = w->data;
     /* Notes this request queued must go out before its reply. */
     rpc__notify_drain(req->srv);
-    if (status == UV_ECANCELED && !req->ecode)
+    if (status == UV_ECANCELED && !req->ecode && req->srv->stopping)
         rpc__req_error(req, RPC_E_SHUTDOWN, "thawd is shutting down");
+    else if (status == UV_ECANCELED && !req->ecode)
+        rpc__req_error(req, RPC_E_SERVER, "cancelled: the client disconnected");
     if (req->done_fn)
         req->done_fn(req);
     rpc__req_finish(req);
@@ -145,13 +167,42 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
     req->work_fn = work;
     req->done_fn = done;
     req->work.data = req;
-    int r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);
+    int r = req->cancellable && pool_cancel_new(&req->cancel) < 0 ? UV_ENOMEM : 0;
+    if (r == 0)
+        r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);
     if (r < 0) {
         rpc__req_error(req, RPC_E_INTERNAL, "cannot queue work: %s", uv_strerror(r));
         if (done)
             done(req);
         rpc__req_finish(req);
     }
+}
+
+void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
+{
+    req->cancellable = true;
+    rpc__req_defer(req, work, done);
+}
+
+void rpc__conn_cancel(rpc_conn_t *c)
+{
+    unsigned n = 0;
+    for (rpc_req_t *r = c->reqs; r; r = r->cnext) {
+        if (!r->cancel)
+            continue;
+        /* Running: the token kills its command and wakes its worker.  Still
+         * queued behind busy workers: uv_cancel drops it (after_work_cb then
+         * sees UV_ECANCELED); when it is already running, uv_cancel fails
+         * harmlessly with UV_EBUSY. */
+        pool_cancel(r->cancel);
+        uv_cancel((uv_req_t *)&r->work);
+        n++;
+    }
+    if (n == 0)
+        return;
+    c->srv->cancelled += n;
+    thaw_info("rpc", "cancel_on_disconnect", "conn=%llu uid=%d requests=%u",
+              (unsigned long long)c->id, (int)c->uid, n);
 }
 
 /* Root, thawd's own uid, and the configured admin uids/gids. */
@@ -291,5 +342,9 @@ void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len)
     rpc__conn_ref(c);
     c->inflight++;
     srv->inflight++;
+    req->cnext = c->reqs;
+    if (c->reqs)
+        c->reqs->cprev = req;
+    c->reqs = req;
     meth->fn(req);
 }

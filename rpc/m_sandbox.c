@@ -10,9 +10,14 @@
  * for base64 always).  With "stream": true, chunks also arrive as
  * "sandbox.output" notifications carrying the request id while the command
  * runs.
+ *
+ * All of them are cancelled when their client disconnects (dispatch.c): a
+ * running command is killed, queued work is dropped, and each done callback
+ * then releases what its request held, as after any failure.
  */
 #include "rpc/rpc-internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +84,9 @@ static void acquire_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
     if (s->rc < 0) {
-        rpc__req_thaw_err(req, &s->err);
+        rpc__req_acquire_err(req, &s->err);
+    } else if (!s->sb) {
+        /* Cancelled before it ran: req->ecode says so. */
     } else if (req->conn->closing || req->srv->stopping) {
         /* Nobody to hand it to: it never existed for anyone. */
         pool_release(req->srv->pool, s->sb);
@@ -117,7 +124,7 @@ void rpc__m_sandbox_acquire(rpc_req_t *req)
         return;
     }
     req->state = s;
-    rpc__req_defer(req, acquire_work, acquire_done);
+    rpc__req_defer_cancellable(req, acquire_work, acquire_done);
 }
 
 /* ---- exec and run ---- */
@@ -185,6 +192,7 @@ static void do_exec(rpc_req_t *req, sb_state_t *s)
         .max_output = (uint32_t)s->max_output,
         .on_output = s->stream ? on_output : NULL,
         .ud = req,
+        .cancel = req->cancel,
     };
     s->rc = pool_exec(req->srv->pool, s->sb, &er, &s->res, &s->err);
 }
@@ -221,7 +229,7 @@ static void exec_done(rpc_req_t *req)
     sb_state_t *s = req->state;
     if (s->rc < 0)
         sandbox_error(req, &s->err);
-    else
+    else if (!req->ecode)
         req->result = exec_result(s);
     rpc__sb_put(req->srv, s->e);
     state_free(s);
@@ -245,7 +253,7 @@ static void run_on_sandbox(rpc_req_t *req, sb_state_t *s, rpc_sb_t *e, rpc_work_
     s->sb = e->sb;
     e->busy++;
     req->state = s;
-    rpc__req_defer(req, work, done);
+    rpc__req_defer_cancellable(req, work, done);
 }
 
 void rpc__m_sandbox_exec(rpc_req_t *req)
@@ -271,6 +279,14 @@ static void run_work(rpc_req_t *req)
     s->acquire_ns = thaw_now_ns() - t0;
     if (s->rc < 0)
         return;
+    if (pool_cancelled(req->cancel)) {
+        /* The client left during a (miss) acquire: run nothing. */
+        s->rc = thaw_err_set(&s->err, ECANCELED, "cancelled: the client disconnected");
+        s->exec_failed = true;
+        pool_release(req->srv->pool, s->sb);
+        s->sb = NULL;
+        return;
+    }
     do_exec(req, s);
     s->exec_failed = s->rc < 0;
     pool_release(req->srv->pool, s->sb); /* never reused */
@@ -283,8 +299,8 @@ static void run_done(rpc_req_t *req)
     if (s->rc < 0 && s->exec_failed) {
         sandbox_error(req, &s->err);
     } else if (s->rc < 0) {
-        rpc__req_thaw_err(req, &s->err);
-    } else {
+        rpc__req_acquire_err(req, &s->err);
+    } else if (!req->ecode) {
         req->result = exec_result(s);
         json_object_set_new(req->result, "hit", json_boolean(s->hit));
         json_object_set_new(req->result, "acquire_us",
@@ -314,14 +330,29 @@ void rpc__m_sandbox_run(rpc_req_t *req)
     }
     snprintf(s->tpl, sizeof(s->tpl), "%s", tpl);
     req->state = s;
-    rpc__req_defer(req, run_work, run_done);
+    rpc__req_defer_cancellable(req, run_work, run_done);
 }
 
 /* ---- files ---- */
 
+/*
+ * A transfer is one agent round trip per 64 KiB chunk, bounded by the pool's
+ * agent call timeout, so one already under way is let finish; a cancel only
+ * stops one that has not started.
+ */
+static bool cancelled_before(rpc_req_t *req, sb_state_t *s)
+{
+    if (!pool_cancelled(req->cancel))
+        return false;
+    s->rc = thaw_err_set(&s->err, ECANCELED, "cancelled: the client disconnected");
+    return true;
+}
+
 static void put_work(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
+    if (cancelled_before(req, s))
+        return;
     s->rc =
         pool_put_file(req->srv->pool, s->sb, s->path, (uint32_t)s->mode, s->data, s->len, &s->err);
 }
@@ -331,7 +362,7 @@ static void put_done(rpc_req_t *req)
     sb_state_t *s = req->state;
     if (s->rc < 0)
         sandbox_error(req, &s->err);
-    else
+    else if (!req->ecode)
         req->result = json_pack("{s:s, s:I}", "path", s->path, "bytes", (json_int_t)s->len);
     rpc__sb_put(req->srv, s->e);
     state_free(s);
@@ -364,6 +395,8 @@ void rpc__m_sandbox_put_file(rpc_req_t *req)
 static void get_work(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
+    if (cancelled_before(req, s))
+        return;
     s->rc = pool_get_file(req->srv->pool, s->sb, s->path, s->max_bytes, &s->data, &s->len, &s->err);
 }
 
@@ -372,7 +405,7 @@ static void get_done(rpc_req_t *req)
     sb_state_t *s = req->state;
     if (s->rc < 0) {
         sandbox_error(req, &s->err);
-    } else {
+    } else if (!req->ecode) {
         req->result = json_pack("{s:s, s:I}", "path", s->path, "bytes", (json_int_t)s->len);
         rpc__set_bytes(req->result, "data", s->data, s->len, s->b64);
     }

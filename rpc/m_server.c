@@ -90,6 +90,11 @@ static json_t *stats_json(rpc_server_t *srv)
             "acquire_hit", rpc__hist_json(&tt->acquire_hit), "acquire_miss",
             rpc__hist_json(&tt->acquire_miss), "restore", rpc__hist_json(&tt->restore), "exec",
             rpc__hist_json(&tt->exec), "run", rpc__hist_json(&srv->run_rtt), "templates", tpls);
+        json_t *server = json_object_get(out, "server");
+        /* Not counting the server.stats asking: 0 when nothing else runs. */
+        json_object_set_new(server, "requests_in_flight",
+                            json_integer((json_int_t)(srv->inflight - 1)));
+        json_object_set_new(server, "cancelled", json_integer((json_int_t)srv->cancelled));
     } else {
         json_decref(tpls);
     }

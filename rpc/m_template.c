@@ -52,11 +52,9 @@ typedef struct create_state {
     int rc;
 } create_state_t;
 
-static void on_progress(void *ud, const char *stage, const char *detail)
+void rpc__tpl_progress(rpc_req_t *req, const char *tpl, const char *stage, const char *detail)
 {
-    rpc_req_t *req = ud;
-    create_state_t *cs = req->state;
-    json_t *p = json_pack("{s:s, s:s}", "template", cs->def.name, "stage", stage);
+    json_t *p = json_pack("{s:s, s:s}", "template", tpl, "stage", stage);
     if (!p)
         return;
     if (req->id)
@@ -64,6 +62,13 @@ static void on_progress(void *ud, const char *stage, const char *detail)
     if (detail)
         json_object_set_new(p, "detail", json_string(detail));
     rpc__notify(req, "template.progress", p);
+}
+
+static void on_progress(void *ud, const char *stage, const char *detail)
+{
+    rpc_req_t *req = ud;
+    create_state_t *cs = req->state;
+    rpc__tpl_progress(req, cs->def.name, stage, detail);
 }
 
 static void create_work(rpc_req_t *req)

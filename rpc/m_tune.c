@@ -27,14 +27,7 @@ static void on_progress(void *ud, const char *stage, const char *detail)
 {
     rpc_req_t *req = ud;
     tune_state_t *ts = req->state;
-    json_t *p = json_pack("{s:s, s:s}", "template", ts->name, "stage", stage);
-    if (!p)
-        return;
-    if (req->id)
-        json_object_set(p, "request", req->id);
-    if (detail)
-        json_object_set_new(p, "detail", json_string(detail));
-    rpc__notify(req, "template.progress", p);
+    rpc__tpl_progress(req, ts->name, stage, detail);
 }
 
 static void tune_work(rpc_req_t *req)

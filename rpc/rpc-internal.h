@@ -5,6 +5,13 @@
  * thread.  A worker thread gets a request's parsed parameters (read-only)
  * and fills its result; the one cross-thread path is the notification queue
  * (streamed output, progress), guarded by its mutex and drained on the loop.
+ *
+ * Cancellation: work that uses a sandbox (sandbox.*) carries a pool cancel
+ * token.  When its connection closes (the client is gone) the loop thread
+ * cancels the token, which kills a running command through the agent, and
+ * uv_cancel()s work still queued for a worker thread.  Either way the
+ * request ends through the usual done/finish path, which releases what it
+ * holds; its reply is dropped since the connection is closing.
  */
 #ifndef THAW_RPC_INTERNAL_H
 #define THAW_RPC_INTERNAL_H
@@ -34,8 +41,9 @@ struct rpc_conn {
     bool read_eof; /* the client half-closed: answer what is in flight, then close */
     bool shutting; /* close-after-flush under way */
     unsigned inflight;
-    unsigned refs; /* the handle's own + one per request in flight */
-    uint64_t id;   /* for logs */
+    rpc_req_t *reqs; /* those in flight, linked through rpc_req.cprev/cnext */
+    unsigned refs;   /* the handle's own + one per request in flight */
+    uint64_t id;     /* for logs */
     rpc_conn_t *prev, *next;
 };
 
@@ -82,6 +90,7 @@ struct rpc_server {
     /* Server-level statistics (loop thread only). */
     thaw_hist_t run_rtt; /* sandbox.run: request parsed to reply queued, ns */
     uint64_t requests, errors, connections_total, bytes_in, bytes_out;
+    uint64_t cancelled; /* requests cancelled because their client went away */
 };
 
 typedef void (*rpc_work_fn)(rpc_req_t *req);
@@ -101,7 +110,10 @@ struct rpc_req {
     json_t *result;
     int ecode;
     char emsg[THAW_ERR_MSG_MAX];
-    void *state; /* per-method data */
+    void *state;           /* per-method data */
+    bool cancellable;      /* uses a sandbox: cancelled when the client goes */
+    pool_cancel_t *cancel; /* its token, made when the work is queued */
+    rpc_req_t *cprev, *cnext;
 };
 
 /* server.c */
@@ -123,12 +135,25 @@ void rpc__server_idle(rpc_server_t *srv);
 void rpc__handle_line(rpc_conn_t *c, const char *line, size_t len);
 /* Reply to a request (result or error) and free it. */
 void rpc__req_finish(rpc_req_t *req);
-/* Run req->work_fn on a worker thread, then done_fn and the reply on the loop. */
+/*
+ * Run work on a worker thread, then done and the reply on the loop.  done
+ * also runs when the work never did (cancelled while queued, or it could not
+ * be queued): req->ecode is set then, and done must only release what the
+ * request holds.
+ */
 void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done);
+/* rpc__req_defer for work on a sandbox: it gets req->cancel (pool_exec_req_t.cancel)
+ * and is cancelled when the connection closes. */
+void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done);
+/* Loop thread: the connection is closing; cancel its cancellable requests. */
+void rpc__conn_cancel(rpc_conn_t *c);
 int rpc__req_error(rpc_req_t *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Map a pool error (errno + message) to an RPC error on req. */
+/* Map a pool error (errno + message) to an RPC error on req; ENOSPC is a
+ * full disk (RPC_E_NO_SPACE). */
 int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err);
+/* The same for pool_acquire, whose ENOSPC is its capacity refusal (RPC_E_CAPACITY). */
+int rpc__req_acquire_err(rpc_req_t *req, const thaw_err_t *err);
 /* An error line with a null or given id (before a request exists). */
 json_t *rpc__error_obj(json_t *id, int code, const char *msg);
 
@@ -188,6 +213,9 @@ void rpc__m_sandbox_run(rpc_req_t *req);
 
 /* m_template.c: a template's definition and pool status as JSON. */
 json_t *rpc__tpl_json(const pool_tpl_status_t *st, bool with_hist);
+/* From any thread: a "template.progress" notification for template tpl
+ * (pool_progress_fn's stage and detail, detail may be NULL). */
+void rpc__tpl_progress(rpc_req_t *req, const char *tpl, const char *stage, const char *detail);
 json_t *rpc__hist_json(const thaw_hist_t *h);
 
 #endif

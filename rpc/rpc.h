@@ -28,7 +28,7 @@ enum rpc_error_code {
     RPC_E_INTERNAL = -32603,
     RPC_E_SERVER = -32000,      /* the operation failed; the message says why */
     RPC_E_NOT_FOUND = -32001,   /* no such template or sandbox (for this uid) */
-    RPC_E_CAPACITY = -32002,    /* memory budget, global cap or max_total reached */
+    RPC_E_CAPACITY = -32002,    /* memory budget, global cap or max_total reached: retry later */
     RPC_E_EXISTS = -32003,      /* a template of that name exists */
     RPC_E_BUSY = -32004,        /* too many requests in flight; template not ready yet */
     RPC_E_TIMEOUT = -32005,     /* prewarm wait ran out */
@@ -36,6 +36,7 @@ enum rpc_error_code {
     RPC_E_DENIED = -32007,      /* this uid/gid may not use thawd */
     RPC_E_LIMIT = -32008,       /* a request exceeds a server limit */
     RPC_E_SHUTDOWN = -32009,    /* thawd is shutting down */
+    RPC_E_NO_SPACE = -32010,    /* storage full: a disk thawd writes (the store) has no room */
 };
 
 #define RPC_MAX_ALLOWED 32

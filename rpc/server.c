@@ -8,6 +8,7 @@
 #include "rpc/rpc-internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -188,6 +189,7 @@ static void conn_close(rpc_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    rpc__conn_cancel(c); /* before the release below, so a busy sandbox is freed sooner */
     rpc__sb_conn_closed(srv, c);
     thaw_debug("rpc", "disconnect", "conn=%llu uid=%d", (unsigned long long)c->id, (int)c->uid);
     uv_close((uv_handle_t *)&c->pipe, on_closed);
@@ -281,6 +283,22 @@ static void conn_feed(rpc_conn_t *c, const char *data, size_t n)
     }
 }
 
+/*
+ * Has the client closed its socket, rather than only its sending half?
+ * Both read as EOF.  A Unix stream socket whose peer is closed reports
+ * POLLHUP (the kernel marks both directions shut), or POLLERR when the peer
+ * left unread replies behind; a half-close (shutdown(SHUT_WR): `socat`,
+ * `nc -N`) reports neither.  poll with a zero timeout never blocks.
+ */
+static bool peer_gone(rpc_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
+        return true;
+    struct pollfd pfd = {.fd = fd, .events = 0};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     rpc_conn_t *c = s->data;
@@ -289,13 +307,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rpc__conn_ref(c); /* dispatch may close c */
         conn_feed(c, buf->base, (size_t)nread);
         rpc__conn_unref(c);
-    } else if (nread == UV_EOF && c->inflight > 0) {
+    } else if (nread == UV_EOF && c->inflight > 0 && !peer_gone(c)) {
         /* A half-close (`echo REQ | socat - UNIX-CONNECT:...`, nc -U -N):
          * the client is done sending, not gone.  Answer what is in flight,
          * then close (rpc__conn_request_done).  An unterminated last line is
-         * dropped, as a truncated message costs only its sender. */
+         * dropped, as a truncated message costs only its sender.  If it
+         * closes for good meanwhile, the housekeeping timer notices. */
         c->read_eof = true;
         uv_read_stop(s);
+    } else if (nread == UV_EOF && c->inflight > 0) {
+        /* Gone with requests in flight: nobody will read their replies, so
+         * cancel them now rather than hold sandboxes until they end. */
+        thaw_debug("rpc", "client_gone", "conn=%llu inflight=%u", (unsigned long long)c->id,
+                   c->inflight);
+        conn_close(c);
     } else if (nread == UV_EOF) {
         conn_close_after_flush(c);
     } else if (nread < 0) {
@@ -415,9 +440,24 @@ static void on_signal(uv_signal_t *s, int signum)
     begin_shutdown(s->data, signum == SIGTERM ? "TERM" : "INT");
 }
 
+/* A half-closed client that has since closed for good: cancel its work. */
+static void close_gone_half_closed(rpc_server_t *srv)
+{
+    for (rpc_conn_t *c = srv->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->read_eof && !c->closing && peer_gone(c)) {
+            thaw_debug("rpc", "client_gone", "conn=%llu inflight=%u half_closed=1",
+                       (unsigned long long)c->id, c->inflight);
+            conn_close(c);
+        }
+    }
+}
+
+/* Every second: leases that ended, half-closed clients that left. */
 static void on_lease_timer(uv_timer_t *t)
 {
     rpc__sb_expire(t->data);
+    close_gone_half_closed(t->data);
 }
 
 /* 0 if nothing listens at path (a stale socket may be replaced). */
