@@ -304,6 +304,12 @@ int vmm_arch_vcpu_restore(vmm_t *vm, vmm_vcpu_t *v, const struct vmm_vcpu_state 
                           thaw_err_t *err);
 int vmm_arch_vm_save(vmm_t *vm, struct vmm_vm_state *s, thaw_err_t *err);
 int vmm_arch_vm_restore(vmm_t *vm, const struct vmm_vm_state *s, thaw_err_t *err);
+/* What can be checked without KVM (versions, ids, counts): vmm_restore runs
+ * these before it builds a VM, so a corrupt snapshot is refused before any
+ * KVM work (tearing a VM down costs 20-30 ms under PVM); the restore
+ * functions check again, for any other caller. */
+int vmm_arch_vcpu_state_check(const struct vmm_vcpu_state *s, unsigned id, thaw_err_t *err);
+int vmm_arch_vm_state_check(const struct vmm_vm_state *s, thaw_err_t *err);
 /* -ENOTSUP naming the features when s's CPUID asks for more than this host has. */
 int vmm_arch_cpu_compat(vmm_t *vm, const struct vmm_vcpu_state *s, thaw_err_t *err);
 

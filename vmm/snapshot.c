@@ -124,6 +124,36 @@ static int section(snap_t *snap, uint32_t id, size_t len, const void **data, siz
     return 0;
 }
 
+/*
+ * Everything about the VM and vCPU sections that needs no KVM: present, the
+ * right size, versions, ids and counts in range.  Run before memory is
+ * attached and the VM built, so a corrupt snapshot costs microseconds, not
+ * a restore of its memory and a VM torn down again.
+ */
+static int check_sections(snap_t *snap, unsigned vcpus, thaw_err_t *err)
+{
+    const void *p;
+    int rc = section(snap, VMM_SEC_VM, sizeof(vmm_vm_state_t), &p, NULL, err);
+    vmm_vm_state_t *vms = malloc(sizeof(*vms));
+    vmm_vcpu_state_t *vs = malloc(sizeof(*vs));
+    if (!vms || !vs)
+        rc = thaw_err_set(err, ENOMEM, "restore: out of memory");
+    if (rc == 0) { /* copies: the sections need not be aligned */
+        memcpy(vms, p, sizeof(*vms));
+        rc = vmm_arch_vm_state_check(vms, err);
+    }
+    for (unsigned i = 0; rc == 0 && i < vcpus; i++) {
+        rc = section(snap, VMM_SEC_VCPU + i, sizeof(*vs), &p, NULL, err);
+        if (rc == 0) {
+            memcpy(vs, p, sizeof(*vs));
+            rc = vmm_arch_vcpu_state_check(vs, i, err);
+        }
+    }
+    free(vms);
+    free(vs);
+    return rc;
+}
+
 static int restore_state(vmm_t *vm, snap_t *snap, vmm_restore_timing_t *t, thaw_err_t *err)
 {
     uint64_t t0 = thaw_now_ns();
@@ -228,6 +258,9 @@ int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
             err, EINVAL, "restore '%s': %zu memory regions do not match %llu MiB of RAM",
             snap_dir(snap), snap_region_count(snap), (unsigned long long)(cs.mem_bytes >> 20));
 
+    if ((rc = check_sections(snap, cs.vcpus, err)) < 0)
+        return thaw_err_wrap(err, "restore '%s'", snap_dir(snap));
+
     uint64_t ta = thaw_now_ns();
     snap_mem_t *mem = NULL;
     snap_mem_opts_t mo = opts->mem_opts ? *opts->mem_opts : (snap_mem_opts_t){0};
@@ -285,9 +318,10 @@ int vmm_restore(snap_t *snap, const vmm_restore_opts_t *opts, vmm_t **out,
         atomic_store(&watch->vm, vm);
     t.vm_create_ns = thaw_now_ns() - tb;
     if (vm->n_devices != cs.n_devices) {
+        unsigned made = vm->n_devices;
         vmm_destroy(vm);
         return thaw_err_set(err, EINVAL, "restore '%s': %u devices saved, %u re-created",
-                            snap_dir(snap), cs.n_devices, vm->n_devices);
+                            snap_dir(snap), cs.n_devices, made);
     }
     rc = restore_state(vm, snap, &t, err);
     if (rc < 0) {

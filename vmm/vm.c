@@ -184,6 +184,11 @@ int vmm__build(const vmm_config_t *cfg, bool boot, vmm_t **out, thaw_err_t *err)
     int rc;
 
     size_t logsz = cfg->console_log_bytes ? cfg->console_log_bytes : 64 * 1024;
+    if (logsz > VMM_CONSOLE_LOG_MAX) {
+        rc = thaw_err_set(err, EINVAL, "vmm: console log of %zu bytes exceeds the %u MiB limit",
+                          logsz, VMM_CONSOLE_LOG_MAX >> 20);
+        goto fail;
+    }
     if ((rc = vmm__log_init(&vm->console, logsz)) < 0) {
         thaw_err_set(err, -rc, "vmm: console log of %zu bytes", logsz);
         goto fail;

@@ -40,6 +40,10 @@ typedef struct vmm_mem_region {
     void *host;    /* caller-owned backing, or NULL */
 } vmm_mem_region_t;
 
+/* Largest console log ring: a bound on what a config (or a snapshot's saved
+ * config) can make the VMM allocate up front. */
+#define VMM_CONSOLE_LOG_MAX (64u << 20)
+
 typedef struct vmm_config {
     const char *kernel_path; /* bzImage or ELF vmlinux (required) */
     const char *initrd_path; /* optional */
@@ -54,7 +58,7 @@ typedef struct vmm_config {
     const char *disk_path;
     bool disk_readonly;
 
-    /* Console log ring size in bytes (0: 64 KiB). */
+    /* Console log ring size in bytes (0: 64 KiB; at most VMM_CONSOLE_LOG_MAX). */
     size_t console_log_bytes;
 
     /*

@@ -150,13 +150,26 @@ int vmm_arch_vcpu_save(vmm_t *vm, vmm_vcpu_t *v, vmm_vcpu_state_t *s, thaw_err_t
     return 0;
 }
 
+int vmm_arch_vcpu_state_check(const vmm_vcpu_state_t *s, unsigned id, thaw_err_t *err)
+{
+    if (s->version != VMM_VCPU_STATE_VERSION)
+        return thaw_err_set(err, EINVAL, "vcpu %u state: unknown version %u", id, s->version);
+    if (s->id != id)
+        return thaw_err_set(err, EINVAL, "vcpu %u state: saved for vcpu %u", id, s->id);
+    if (s->n_cpuid > VMM_MAX_SAVED_CPUID || s->n_msrs > VMM_MAX_SAVED_MSRS ||
+        s->xsave_len > VMM_XSAVE_MAX || s->xsave_len < sizeof(struct kvm_xsave))
+        return thaw_err_set(err, EINVAL,
+                            "vcpu %u state: %u CPUID leaves, %u MSRs or %u XSAVE bytes out of "
+                            "range",
+                            id, s->n_cpuid, s->n_msrs, s->xsave_len);
+    return 0;
+}
+
 int vmm_arch_vcpu_restore(vmm_t *vm, vmm_vcpu_t *v, const vmm_vcpu_state_t *s, thaw_err_t *err)
 {
-    if (s->version != VMM_VCPU_STATE_VERSION || s->id != v->id ||
-        s->n_cpuid > VMM_MAX_SAVED_CPUID || s->n_msrs > VMM_MAX_SAVED_MSRS ||
-        s->xsave_len > VMM_XSAVE_MAX || s->xsave_len < sizeof(struct kvm_xsave))
-        return thaw_err_set(err, EINVAL, "vcpu %u state: version %u or counts out of range", v->id,
-                            s->version);
+    int rc = vmm_arch_vcpu_state_check(s, v->id, err);
+    if (rc < 0)
+        return rc;
     if (s->tsc_khz) {
         int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
         if (khz != (int)s->tsc_khz && ioctl(v->fd, KVM_SET_TSC_KHZ, s->tsc_khz) < 0)
@@ -216,11 +229,19 @@ int vmm_arch_vm_save(vmm_t *vm, vmm_vm_state_t *s, thaw_err_t *err)
     return 0;
 }
 
-int vmm_arch_vm_restore(vmm_t *vm, const vmm_vm_state_t *s, thaw_err_t *err)
+int vmm_arch_vm_state_check(const vmm_vm_state_t *s, thaw_err_t *err)
 {
     if (s->version != VMM_VM_STATE_VERSION || s->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
         s->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE || s->ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
         return thaw_err_set(err, EINVAL, "VM state: version %u or irqchip ids invalid", s->version);
+    return 0;
+}
+
+int vmm_arch_vm_restore(vmm_t *vm, const vmm_vm_state_t *s, thaw_err_t *err)
+{
+    int rc = vmm_arch_vm_state_check(s, err);
+    if (rc < 0)
+        return rc;
     if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->pic_master) < 0 ||
         ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->pic_slave) < 0 ||
         ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &s->ioapic) < 0)
