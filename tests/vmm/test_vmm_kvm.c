@@ -44,15 +44,32 @@ static vmm_exit_t run_to_exit(vmm_t *vm, int timeout_ms)
     return ex;
 }
 
+/* Run vm to its exit, which must be a clean poweroff with needle on the console. */
+static void expect_poweroff(vmm_t *vm, int timeout_ms, const char *needle)
+{
+    vmm_exit_t ex = run_to_exit(vm, timeout_ms);
+    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
+    assert_int_equal(ex.code, 0);
+    assert_non_null(strstr(console, needle));
+}
+
+/* Boot the test guest's `test` on one vCPU; it must stop with reason. */
+static void expect_stop(const char *test, vmm_exit_reason_t reason)
+{
+    vmm_t *vm = boot_guest(test, 1, 0, NULL);
+    assert_non_null(vm);
+    vmm_exit_t ex = {0};
+    assert_int_equal(vmm_wait(vm, 20000, &ex), 1);
+    assert_int_equal(ex.reason, reason);
+    vmm_destroy(vm);
+}
+
 static void test_boot_banner(void **state)
 {
     vmm_t *vm =
         boot_guest("console=ttyS0 thaw.test=banner thaw.marker=xyzzy", 1, 64ull << 20, NULL);
     assert_non_null(vm);
-    vmm_exit_t ex = run_to_exit(vm, 20000);
-    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
-    assert_int_equal(ex.code, 0);
-    assert_non_null(strstr(console, "thaw-test-guest: hello from ring 3"));
+    expect_poweroff(vm, 20000, "thaw-test-guest: hello from ring 3");
     assert_non_null(strstr(console, "cmdline: console=ttyS0 thaw.test=banner thaw.marker=xyzzy"));
     /* e820 RAM: base memory below the MP table plus everything from 1 MiB. */
     char want[64];
@@ -65,10 +82,7 @@ static void test_timer_interrupts(void **state)
 {
     vmm_t *vm = boot_guest("thaw.test=timer", 1, 0, NULL);
     assert_non_null(vm);
-    vmm_exit_t ex = run_to_exit(vm, 20000);
-    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
-    assert_int_equal(ex.code, 0);
-    assert_non_null(strstr(console, "timer ok ticks="));
+    expect_poweroff(vm, 20000, "timer ok ticks=");
     vmm_destroy(vm);
 }
 
@@ -146,10 +160,7 @@ static void test_console_echo_1mib(void **state)
     assert_int_equal(w.err, 0);
     assert_int_equal(got, len);
     assert_memory_equal(in, out, len);
-    vmm_exit_t ex = run_to_exit(vm, 20000);
-    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
-    assert_int_equal(ex.code, 0);
-    assert_non_null(strstr(console, "echo done bytes=1048576"));
+    expect_poweroff(vm, 20000, "echo done bytes=1048576");
     free(in);
     free(out);
     vmm_destroy(vm);
@@ -166,10 +177,7 @@ static void test_blk_io_uring(void **state)
     assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
     vmm_t *vm = boot_guest("thaw.test=blk", 1, 0, path);
     assert_non_null(vm);
-    vmm_exit_t ex = run_to_exit(vm, 20000);
-    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
-    assert_int_equal(ex.code, 0);
-    assert_non_null(strstr(console, "blk capacity=2048 bad=0 write=0 flush=0 oob=1"));
+    expect_poweroff(vm, 20000, "blk capacity=2048 bad=0 write=0 flush=0 oob=1");
     uint8_t sec[512];
     assert_int_equal(pread(fd, sec, 512, 100 * 512), 512);
     for (int i = 0; i < 512; i++)
@@ -181,32 +189,19 @@ static void test_blk_io_uring(void **state)
 
 static void test_i8042_reset(void **state)
 {
-    vmm_t *vm = boot_guest("thaw.test=reset", 1, 0, NULL);
-    assert_non_null(vm);
-    vmm_exit_t ex = {0};
-    assert_int_equal(vmm_wait(vm, 20000, &ex), 1);
-    assert_int_equal(ex.reason, VMM_EXIT_RESET);
-    vmm_destroy(vm);
+    expect_stop("thaw.test=reset", VMM_EXIT_RESET);
 }
 
 static void test_triple_fault(void **state)
 {
-    vmm_t *vm = boot_guest("thaw.test=triple", 1, 0, NULL);
-    assert_non_null(vm);
-    vmm_exit_t ex = {0};
-    assert_int_equal(vmm_wait(vm, 20000, &ex), 1);
-    assert_int_equal(ex.reason, VMM_EXIT_TRIPLE_FAULT);
-    vmm_destroy(vm);
+    expect_stop("thaw.test=triple", VMM_EXIT_TRIPLE_FAULT);
 }
 
 static void test_two_vcpus(void **state)
 {
     vmm_t *vm = boot_guest("thaw.test=smp", 2, 0, NULL);
     assert_non_null(vm);
-    vmm_exit_t ex = run_to_exit(vm, 20000);
-    assert_int_equal(ex.reason, VMM_EXIT_POWEROFF);
-    assert_int_equal(ex.code, 0);
-    assert_non_null(strstr(console, "smp ap_alive=2"));
+    expect_poweroff(vm, 20000, "smp ap_alive=2");
     vmm_destroy(vm);
 }
 

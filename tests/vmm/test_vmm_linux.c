@@ -138,18 +138,25 @@ static void require_hw_linux(const char *initrd, char *kernel, size_t klen)
         thaw_test_skip("no bzImage in ~/.cache/thaw/kernel/ (guest/kernel/build.sh)");
 }
 
+/* A Linux guest with the agent on its console: 256 MiB, quiet, and a
+ * panic or reboot ends the VM instead of looping. */
+static vmm_config_t linux_config(const char *kernel, const char *initrd, unsigned vcpus)
+{
+    return (vmm_config_t){.kernel_path = kernel,
+                          .initrd_path = initrd,
+                          .cmdline = "console=ttyS0 quiet panic=-1 reboot=k",
+                          .mem_bytes = 256ull << 20,
+                          .vcpus = vcpus,
+                          .agent_console = true};
+}
+
 static int snapshot_clones(const char *initrd)
 {
     char kernel[512], dir[] = "/tmp/thaw-vmm-linux-XXXXXX";
     require_hw_linux(initrd, kernel, sizeof(kernel));
     if (!mkdtemp(dir))
         return 1;
-    vmm_config_t c = {.kernel_path = kernel,
-                      .initrd_path = initrd,
-                      .cmdline = "console=ttyS0 quiet panic=-1 reboot=k",
-                      .mem_bytes = 256ull << 20,
-                      .vcpus = 1,
-                      .agent_console = true};
+    vmm_config_t c = linux_config(kernel, initrd, 1);
     thaw_err_t err;
     vmm_t *vm = NULL;
     agent_client_t *cl = NULL;
@@ -225,25 +232,9 @@ static int snapshot_clones(const char *initrd)
 
 static int agent(const char *initrd)
 {
-    const char *why;
-    if (vmm_host_is_pvm(&why))
-        thaw_test_skip("KVM is PVM here (%s): a Linux guest needs hardware virtualization "
-                       "(vmx/svm) to reach the agent",
-                       why);
-    if (!initrd || access(initrd, R_OK) != 0)
-        thaw_test_skip("no initramfs (build the meson target thaw-initramfs)");
     char kernel[512];
-    const char *env = getenv("THAW_GUEST_KERNEL");
-    if (env)
-        snprintf(kernel, sizeof(kernel), "%s", env);
-    else if (find_cached("bzImage", kernel, sizeof(kernel)) != 0)
-        thaw_test_skip("no bzImage in ~/.cache/thaw/kernel/ (guest/kernel/build.sh)");
-    vmm_config_t c = {.kernel_path = kernel,
-                      .initrd_path = initrd,
-                      .cmdline = "console=ttyS0 quiet panic=-1 reboot=k",
-                      .mem_bytes = 256ull << 20,
-                      .vcpus = 2,
-                      .agent_console = true};
+    require_hw_linux(initrd, kernel, sizeof(kernel));
+    vmm_config_t c = linux_config(kernel, initrd, 2);
     thaw_err_t err;
     vmm_t *vm = NULL;
     if (vmm_create(&c, &vm, &err) < 0 || vmm_start(vm, &err) < 0) {

@@ -156,6 +156,31 @@ static vmm_t *restore(const char *dir, snap_engine_t engine, size_t off)
     return vm;
 }
 
+/* Restore dir with engine: the clone must continue the stream from `at`
+ * (where the snapshot was taken) to the end, as stream_finish checks. */
+static void clone_finishes(const char *dir, snap_engine_t engine, size_t at)
+{
+    stream_t c = {.vm = restore(dir, engine, at), .off = at, .end = CHUNKS * CHUNK};
+    assert_non_null(c.vm);
+    c.fd = vmm_agent_fd(c.vm);
+    stream_finish(&c);
+    vmm_destroy(c.vm);
+}
+
+/* Restore dir with the lazy engine, not started; the restore must succeed
+ * (its chunks are only checked when read). */
+static vmm_t *restore_lazy(const char *dir)
+{
+    thaw_err_t err;
+    snap_t *snap;
+    assert_int_equal(snap_open(dir, &snap, &err), 0);
+    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
+    vmm_t *vm;
+    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
+    snap_close(snap);
+    return vm;
+}
+
 static char *path(const char *name)
 {
     static char p[4][256];
@@ -185,14 +210,8 @@ static void test_snapshot_midstream_every_engine(void **state)
     stream_finish(&s);
     vmm_destroy(s.vm);
     const snap_engine_t engines[] = {SNAP_ENGINE_EAGER, SNAP_ENGINE_LAZY, SNAP_ENGINE_SHARED};
-    for (unsigned e = 0; e < 3; e++) {
-        stream_t c = {
-            .vm = restore(path("gen1"), engines[e], at), .off = at, .end = CHUNKS * CHUNK};
-        assert_non_null(c.vm);
-        c.fd = vmm_agent_fd(c.vm);
-        stream_finish(&c);
-        vmm_destroy(c.vm);
-    }
+    for (unsigned e = 0; e < 3; e++)
+        clone_finishes(path("gen1"), engines[e], at);
 }
 
 static void test_snapshot_two_vcpus(void **state)
@@ -206,12 +225,7 @@ static void test_snapshot_two_vcpus(void **state)
     thaw_err_t err;
     assert_int_equal(vmm_snapshot(s.vm, path("smp"), NULL, NULL, &err), 0);
     vmm_destroy(s.vm);
-    stream_t c = {
-        .vm = restore(path("smp"), SNAP_ENGINE_SHARED, at), .off = at, .end = CHUNKS * CHUNK};
-    assert_non_null(c.vm);
-    c.fd = vmm_agent_fd(c.vm);
-    stream_finish(&c);
-    vmm_destroy(c.vm);
+    clone_finishes(path("smp"), SNAP_ENGINE_SHARED, at);
 }
 
 static void test_snapshot_two_generations(void **state)
@@ -261,12 +275,7 @@ static void test_snapshot_two_generations(void **state)
     size_t at2 = a.off;
     assert_int_equal(vmm_snapshot(a.vm, path("gen2"), NULL, NULL, &err), 0);
     vmm_destroy(a.vm);
-    stream_t b = {
-        .vm = restore(path("gen2"), SNAP_ENGINE_SHARED, at2), .off = at2, .end = CHUNKS * CHUNK};
-    assert_non_null(b.vm);
-    b.fd = vmm_agent_fd(b.vm);
-    stream_finish(&b);
-    vmm_destroy(b.vm);
+    clone_finishes(path("gen2"), SNAP_ENGINE_SHARED, at2);
 }
 
 static uint64_t pss_kib(void)
@@ -464,13 +473,8 @@ static void test_lazy_memory_failure_stops_vm(void **state)
     int fds = thaw_test_count_fds(), threads = count_threads();
     copy_snapshot(path("gen1"), path("badlazy"));
     corrupt_chunk_of(path("badlazy/" SNAP_MEMORY_FILE), 0x100000);
+    vmm_t *vm = restore_lazy(path("badlazy")); /* chunks are checked lazily */
     thaw_err_t err;
-    snap_t *snap;
-    assert_int_equal(snap_open(path("badlazy"), &snap, &err), 0); /* chunks are checked lazily */
-    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
-    vmm_t *vm;
-    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
-    snap_close(snap);
     assert_int_equal(vmm_start(vm, &err), 0);
     vmm_exit_t ex = {0};
     assert_int_equal(vmm_wait(vm, 30000, &ex), 1);
@@ -520,13 +524,8 @@ static void test_lazy_failure_under_event_thread(void **state)
     copy_snapshot(path("gen1"), path("badring"));
     uint64_t ring = console_tx_avail(path("badring"));
     corrupt_chunk_of(path("badring/" SNAP_MEMORY_FILE), ring);
+    vmm_t *vm = restore_lazy(path("badring"));
     thaw_err_t err;
-    snap_t *snap;
-    assert_int_equal(snap_open(path("badring"), &snap, &err), 0);
-    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
-    vmm_t *vm;
-    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
-    snap_close(snap);
     assert_int_equal(vmm_start(vm, &err), 0);
     vmm_exit_t ex = {0};
     assert_int_equal(vmm_wait(vm, 30000, &ex), 1);
@@ -565,13 +564,8 @@ static void test_lazy_failure_under_snapshot(void **state)
     int fds = thaw_test_count_fds(), threads = count_threads();
     copy_snapshot(path("gen1"), path("badsnap"));
     corrupt_chunk_of(path("badsnap/" SNAP_MEMORY_FILE), 0x100000);
+    vmm_t *vm = restore_lazy(path("badsnap"));
     thaw_err_t err;
-    snap_t *snap;
-    assert_int_equal(snap_open(path("badsnap"), &snap, &err), 0);
-    vmm_restore_opts_t o = {.engine = SNAP_ENGINE_LAZY};
-    vmm_t *vm;
-    assert_int_equal(vmm_restore(snap, &o, &vm, NULL, &err), 0);
-    snap_close(snap);
     int rc = vmm_snapshot(vm, path("badsnap-out"), NULL, NULL, &err);
     printf("snapshot of a lazy VM with a corrupt chunk: %d %s\n", rc, err.msg);
     assert_true(rc < 0);
