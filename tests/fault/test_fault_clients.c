@@ -36,12 +36,6 @@
 #include "harness.h"
 #include "testlib.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 typedef struct fx {
     th_daemon_t d;
     th_conn_t c;
@@ -68,13 +62,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    th_close(&f->c);
-    int st = th_stop(&f->d);
-    if (st != 0)
-        th_dump_log(&f->d);
-    th_cleanup(&f->d);
+    int rc = th_finish(&f->d, &f->c);
     free(f);
-    return st == 0 ? 0 : -1;
+    return rc;
 }
 
 static int raw_connect(const char *sock)
@@ -104,7 +94,7 @@ static void assert_back_to_baseline(fx_t *f)
     assert_true(th_wait_pool(&f->c, "p", "ready", 2, 20000));
     int fds = -1;
     for (int i = 0; i < 200 && (fds = th_fd_count(&f->d)) != f->base_fds; i++)
-        sleep_ms(50);
+        th_sleep_ms(50);
     if (fds != f->base_fds)
         fail_msg("thawd holds %d descriptors, %d before the fault", fds, f->base_fds);
 }
@@ -253,7 +243,7 @@ static void test_clients_vanishing_mid_request_leave_nothing_behind(void **state
         int c = raw_connect(f->d.sock);
         send_line(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sandbox.acquire\",\"params\":"
                      "{\"template\":\"p\"}}\n");
-        sleep_ms(100);
+        th_sleep_ms(100);
         close(b);
         close(c);
         /* A client that sends a request and closes its writing side only. */
@@ -288,7 +278,7 @@ static void test_client_holding_requests_is_limited_and_others_served(void **sta
                  i + 1);
         send_line(h.fd, line);
     }
-    sleep_ms(200);
+    th_sleep_ms(200);
     json_t *r = th_call(&h, "server.info", NULL);
     assert_non_null(r);
     assert_int_equal(th_code(r), -32004);

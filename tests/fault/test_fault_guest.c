@@ -63,25 +63,11 @@ static int setup(void **state)
     *state = f;
     if (th_start(&f->d, args) < 0 || th_connect(&f->c, f->d.sock) < 0)
         return -1;
-    json_t *r =
-        th_call(&f->c, "template.create",
-                json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "name", "g", "tier", "vm", "image",
-                          guest, "memory_mb", 64, "min_ready", 2, "max_ready", 2, "max_total", 8));
-    if (r && th_code(r) == -32006) {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", th_msg(r));
-        json_decref(r);
-        th_close(&f->c);
-        th_stop(&f->d);
-        th_cleanup(&f->d);
-        thaw_test_skip("%s", why);
-    }
-    if (!r || th_code(r)) {
-        fprintf(stderr, "template.create: %s\n", r ? th_msg(r) : "no reply");
-        json_decref(r);
+    if (th_create_or_skip(&f->d, &f->c,
+                          json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "name", "g", "tier",
+                                    "vm", "image", guest, "memory_mb", 64, "min_ready", 2,
+                                    "max_ready", 2, "max_total", 8)) < 0)
         return -1;
-    }
-    json_decref(r);
     if (!th_wait_pool(&f->c, "g", "ready", 2, 60000))
         return -1;
     f->rss0 = th_rss_kb(&f->d);
@@ -92,45 +78,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    th_close(&f->c);
-    int st = th_stop(&f->d);
-    if (st != 0)
-        th_dump_log(&f->d);
-    th_cleanup(&f->d);
+    int rc = th_finish(&f->d, &f->c);
     free(f);
-    return st == 0 ? 0 : -1;
-}
-
-/* A good client running `echo ok` in a loop while the guest misbehaves. */
-typedef struct good {
-    const char *sock;
-    atomic_bool stop;
-    int runs, failures;
-} good_t;
-
-static void *good_thread(void *arg)
-{
-    good_t *g = arg;
-    th_conn_t c;
-    if (th_connect(&c, g->sock) < 0) {
-        g->failures++;
-        return NULL;
-    }
-    while (!atomic_load(&g->stop)) {
-        json_t *r = th_call(&c, "sandbox.run",
-                            json_pack("{s:s, s:[s,s], s:i}", "template", "g", "argv", "echo", "ok",
-                                      "timeout_ms", 30000));
-        json_t *res = json_object_get(r, "result");
-        const char *out = json_string_value(json_object_get(res, "stdout"));
-        if (!out || strcmp(out, "ok\n")) {
-            fprintf(stderr, "good client: %s\n", r ? th_msg(r) : "no reply");
-            g->failures++;
-        }
-        g->runs++;
-        json_decref(r);
-    }
-    th_close(&c);
-    return NULL;
+    return rc;
 }
 
 /*
@@ -141,12 +91,11 @@ static void *good_thread(void *arg)
 static void run_hostile(fx_t *f, const char *cmd, bool stream)
 {
     long gone0 = th_counter(&f->c, "g", "died") + th_counter(&f->c, "g", "destroyed");
-    good_t g = {.sock = f->d.sock};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, good_thread, &g), 0);
+    /* A good client beside the fault, with a timeout of its own. */
+    th_good_t g = {.sock = f->d.sock, .tpl = "g", .timeout_ms = 30000};
+    assert_int_equal(th_good_start(&g), 0);
     /* Let the good client get going first so it overlaps the fault. */
-    while (g.runs == 0 && g.failures == 0)
-        usleep(10000);
+    th_good_wait_first(&g);
 
     json_t *params = json_pack("{s:s, s:[s], s:i, s:i}", "template", "g", "argv", cmd, "timeout_ms",
                                HOSTILE_TIMEOUT_MS, "max_output", 1 << 20);
@@ -158,8 +107,7 @@ static void run_hostile(fx_t *f, const char *cmd, bool stream)
     /* Keep the good client going while the pool replaces the sandbox. */
     bool refilled = th_wait_pool(&f->c, "g", "in_use", 0, GRACE_MS) &&
                     th_wait_pool(&f->c, "g", "ready", 2, 60000);
-    atomic_store(&g.stop, true);
-    pthread_join(t, NULL);
+    th_good_stop(&g);
 
     assert_non_null(r);
     json_t *res = json_object_get(r, "result");
@@ -171,7 +119,8 @@ static void run_hostile(fx_t *f, const char *cmd, bool stream)
     else
         fprintf(stderr, "  %s: error %d after %lld ms: %s\n", cmd, th_code(r), (long long)took,
                 th_msg(r));
-    fprintf(stderr, "  beside it, a good client: %d runs, %d failures\n", g.runs, g.failures);
+    fprintf(stderr, "  beside it, a good client: %d runs, %d failures\n", atomic_load(&g.runs),
+            atomic_load(&g.failures));
     assert_true(took < HOSTILE_TIMEOUT_MS + GRACE_MS);
     if (res) {
         /* Ending as a result means the timeout or the output cap ended it. */
@@ -197,8 +146,8 @@ static void run_hostile(fx_t *f, const char *cmd, bool stream)
                 json_array_size(f->c.notes));
     assert_true(streamed <= (1u << 20) + 4096);
     json_array_clear(f->c.notes);
-    assert_int_equal(g.failures, 0);
-    assert_true(g.runs > 0);
+    assert_int_equal(atomic_load(&g.failures), 0);
+    assert_true(atomic_load(&g.runs) > 0);
 
     /* That sandbox is gone and counted; the pool is back to min_ready. */
     assert_true(refilled);

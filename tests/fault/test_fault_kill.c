@@ -40,74 +40,16 @@
 static const char *tier;
 static const char *image; /* vm: the test guest */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static const char *const *daemon_args(void)
 {
-    static const char *const proc[] = {"--enable-process-tier", "--no-default-templates", NULL};
-    static const char *const other[] = {"--no-default-templates", NULL};
-    return !strcmp(tier, "process") ? proc : other;
+    static const char *args[8];
+    return th_tier_args(tier, NULL, args, 8);
 }
 
 static json_t *tpl_params(const char *name, int min_ready)
 {
-    json_t *p = json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", name, "tier", tier, "min_ready",
-                          min_ready, "max_ready", 4, "max_total", 16);
-    if (!strcmp(tier, "vm")) {
-        json_object_set_new(p, "image", json_string(image));
-        json_object_set_new(p, "memory_mb", json_integer(64));
-        json_object_set_new(p, "engine", json_string("lazy"));
-    }
-    return p;
-}
-
-/* Every descendant of pid (children of all its threads, recursively). */
-static int descendants(pid_t pid, pid_t *out, int n, int max)
-{
-    char path[96];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *dir = opendir(path);
-    struct dirent *e;
-    int start = n;
-    while (dir && (e = readdir(dir))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char cp[320];
-        snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", (int)pid, e->d_name);
-        FILE *f = fopen(cp, "r");
-        long v;
-        while (f && n < max && fscanf(f, "%ld", &v) == 1)
-            out[n++] = (pid_t)v;
-        if (f)
-            fclose(f);
-    }
-    if (dir)
-        closedir(dir);
-    int end = n;
-    for (int i = start; i < end; i++)
-        n = descendants(out[i], out, n, max);
-    return n;
-}
-
-/* Alive and not a zombie (a zombie reparented to init is gone for our purpose). */
-static bool running(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+    return th_tpl_params(tier, image, "lazy", "{s:s, s:i, s:i, s:i}", "name", name, "min_ready",
+                         min_ready, "max_ready", 4, "max_total", 16);
 }
 
 /* No sentry cgroup named after the dead thawd's pid, in any hierarchy. */
@@ -162,7 +104,7 @@ static void assert_no_temporaries(const char *path)
 
 static void sigkill(th_daemon_t *d, pid_t *procs, int *nprocs)
 {
-    *nprocs = descendants(d->pid, procs, 0, 4096);
+    *nprocs = th_descendants(d->pid, procs, 0, 4096);
     pid_t dead = d->pid;
     kill(dead, SIGKILL);
     waitpid(dead, NULL, 0);
@@ -173,7 +115,7 @@ static void sigkill(th_daemon_t *d, pid_t *procs, int *nprocs)
     th_conn_t probe;
     for (int i = 0; i < 250 && th_connect(&probe, d->sock) == 0; i++) {
         th_close(&probe);
-        sleep_ms(20);
+        th_sleep_ms(20);
     }
 }
 
@@ -186,12 +128,7 @@ static json_t *restart_and_check(th_daemon_t *d, th_conn_t *c, pid_t dead, const
     assert_int_equal(th_start(d, daemon_args()), 0);
     assert_int_equal(th_connect(c, d->sock), 0);
     for (int i = 0; i < nprocs; i++) {
-        int waited = 0;
-        while (running(procs[i]) && waited < 15000) {
-            sleep_ms(50);
-            waited += 50;
-        }
-        if (running(procs[i]))
+        if (!th_wait_gone(procs[i], 15000))
             fail_msg("process %d of the killed thawd %d still runs", (int)procs[i], (int)dead);
     }
     assert_no_cgroups_of(dead);
@@ -205,7 +142,7 @@ static json_t *restart_and_check(th_daemon_t *d, th_conn_t *c, pid_t dead, const
         fprintf(stderr, "thawd wait status 0x%x\n", st);
         th_dump_log(d);
         fail_msg("template.list after the restart: %s (errno %s, thawd %d running: %d)",
-                 lr ? th_msg(lr) : "no reply", strerror(e), (int)d->pid, running(d->pid));
+                 lr ? th_msg(lr) : "no reply", strerror(e), (int)d->pid, th_running(d->pid));
     }
     json_t *l = json_incref(json_object_get(lr, "result"));
     json_decref(lr);
@@ -251,27 +188,6 @@ static bool has_name(json_t *names, const char *n)
     return false;
 }
 
-static void skip_unless_tier(th_daemon_t *d, th_conn_t *c)
-{
-    json_t *info = th_ok(c, "server.info", NULL);
-    size_t i;
-    json_t *t;
-    json_array_foreach (json_object_get(info, "tiers"), i, t) {
-        if (strcmp(json_string_value(json_object_get(t, "name")), tier))
-            continue;
-        if (!json_is_true(json_object_get(t, "available"))) {
-            char why[256];
-            snprintf(why, sizeof(why), "%s", json_string_value(json_object_get(t, "reason")));
-            json_decref(info);
-            th_close(c);
-            th_stop(d);
-            th_cleanup(d);
-            thaw_test_skip("the %s tier is unavailable: %s", tier, why);
-        }
-    }
-    json_decref(info);
-}
-
 /*
  * Kill during template.create: first at each progress stage it reports
  * (the kill follows the notification at once), then after the create's
@@ -284,7 +200,7 @@ static void test_sigkill_during_template_create(void **state)
     th_conn_t c;
     assert_int_equal(th_start(&d, daemon_args()), 0);
     assert_int_equal(th_connect(&c, d.sock), 0);
-    skip_unless_tier(&d, &c);
+    th_skip_unless_tier(&d, &c, tier);
     static pid_t procs[4096];
     char stages[16][32];
     int nstages = 0;
@@ -360,7 +276,7 @@ static void test_sigkill_during_acquire_burst(void **state)
     th_conn_t c;
     assert_int_equal(th_start(&d, daemon_args()), 0);
     assert_int_equal(th_connect(&c, d.sock), 0);
-    skip_unless_tier(&d, &c);
+    th_skip_unless_tier(&d, &c, tier);
     json_decref(th_ok(&c, "template.create", tpl_params("b", 2)));
     th_wait_pool(&c, "b", "ready", 2, 30000);
     static pid_t procs[4096];
@@ -382,7 +298,7 @@ static void test_sigkill_during_acquire_burst(void **state)
         json_t *m = th_recv(&cl[round % CLIENTS], 30000);
         assert_non_null(m);
         json_decref(m);
-        sleep_ms(20 * round);
+        th_sleep_ms(20 * round);
         pid_t dead = d.pid;
         int nprocs;
         sigkill(&d, procs, &nprocs);

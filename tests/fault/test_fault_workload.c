@@ -44,31 +44,17 @@ typedef struct fx {
 
 static int setup(void **state)
 {
-    static const char *const proc[] = {"--enable-process-tier", "--no-default-templates",
-                                       "--health-interval", "100", NULL};
-    static const char *const other[] = {"--no-default-templates", "--health-interval", "100", NULL};
+    static const char *const health[] = {"--health-interval", "100", NULL};
+    const char *args[8];
     fx_t *f = calloc(1, sizeof(*f));
     *state = f;
-    if (th_start(&f->d, !strcmp(tier, "process") ? proc : other) < 0 ||
+    if (th_start(&f->d, th_tier_args(tier, health, args, 8)) < 0 ||
         th_connect(&f->c, f->d.sock) < 0)
         return -1;
-    json_t *r = th_call(&f->c, "template.create",
-                        json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "w", "tier", tier,
-                                  "min_ready", 2, "max_ready", 4, "max_total", 16));
-    if (r && th_code(r) == -32006) {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", th_msg(r));
-        json_decref(r);
-        th_close(&f->c);
-        th_cleanup(&f->d);
-        thaw_test_skip("%s", why);
-    }
-    if (!r || th_code(r)) {
-        fprintf(stderr, "template.create: %s\n", r ? th_msg(r) : "no reply");
-        json_decref(r);
+    if (th_create_or_skip(&f->d, &f->c,
+                          th_tpl_params(tier, NULL, NULL, "{s:s, s:i, s:i, s:i}", "name", "w",
+                                        "min_ready", 2, "max_ready", 4, "max_total", 16)) < 0)
         return -1;
-    }
-    json_decref(r);
     if (!th_wait_pool(&f->c, "w", "ready", 2, 30000))
         return -1;
     f->rss0 = th_rss_kb(&f->d);
@@ -78,64 +64,28 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    th_close(&f->c);
-    int st = th_stop(&f->d);
-    if (st != 0)
-        th_dump_log(&f->d);
-    th_cleanup(&f->d);
+    int rc = th_finish(&f->d, &f->c);
     free(f);
-    return st == 0 ? 0 : -1;
-}
-
-/* A good client running `echo ok` in a loop while the fault happens. */
-typedef struct good {
-    const char *sock;
-    atomic_bool stop;
-    int runs, failures;
-} good_t;
-
-static void *good_thread(void *arg)
-{
-    good_t *g = arg;
-    th_conn_t c;
-    if (th_connect(&c, g->sock) < 0) {
-        g->failures++;
-        return NULL;
-    }
-    while (!atomic_load(&g->stop)) {
-        json_t *r = th_call(&c, "sandbox.run",
-                            json_pack("{s:s, s:[s,s]}", "template", "w", "argv", "echo", "ok"));
-        json_t *res = json_object_get(r, "result");
-        const char *out = json_string_value(json_object_get(res, "stdout"));
-        if (!out || strcmp(out, "ok\n")) {
-            fprintf(stderr, "good client: %s\n", r ? th_msg(r) : "no reply");
-            g->failures++;
-        }
-        g->runs++;
-        json_decref(r);
-    }
-    th_close(&c);
-    return NULL;
+    return rc;
 }
 
 /* Run the hostile command with a good client beside it; returns the reply (owned). */
 static json_t *hostile(fx_t *f, json_t *params)
 {
-    good_t g = {.sock = f->d.sock};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, good_thread, &g), 0);
+    th_good_t g = {.sock = f->d.sock, .tpl = "w"};
+    assert_int_equal(th_good_start(&g), 0);
     json_object_set_new(params, "template", json_string("w"));
     json_t *r = th_call(&f->c, "sandbox.run", params);
-    atomic_store(&g.stop, true);
-    pthread_join(t, NULL);
-    fprintf(stderr, "  beside it, a good client: %d runs, %d failures\n", g.runs, g.failures);
+    th_good_stop(&g);
+    fprintf(stderr, "  beside it, a good client: %d runs, %d failures\n", atomic_load(&g.runs),
+            atomic_load(&g.failures));
     assert_non_null(r);
     json_t *res = json_object_get(r, "result");
     fprintf(stderr, "  hostile request took %lld ms, timed_out %d, truncated %d\n",
             (long long)json_integer_value(json_object_get(res, "duration_us")) / 1000,
             json_is_true(json_object_get(res, "timed_out")),
             json_is_true(json_object_get(res, "truncated")));
-    assert_int_equal(g.failures, 0);
+    assert_int_equal(atomic_load(&g.failures), 0);
     return r;
 }
 

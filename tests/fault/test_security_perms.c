@@ -78,18 +78,14 @@ static void test_socket_and_store_permissions(void **state)
     (void)state;
     /* A permissive umask must not widen anything thawd creates. */
     umask(0);
-    static const char *const proc[] = {"--enable-process-tier", "--no-default-templates", NULL};
-    static const char *const other[] = {"--no-default-templates", NULL};
+    const char *args[8];
     th_daemon_t d = {0};
     th_conn_t c;
-    assert_int_equal(th_start(&d, !strcmp(tier, "vm") ? other : proc), 0);
+    assert_int_equal(th_start(&d, th_tier_args(tier, NULL, args, 8)), 0);
     assert_int_equal(th_connect(&c, d.sock), 0);
-    json_t *p = json_pack("{s:s, s:s, s:i}", "name", "sec", "tier", tier, "min_ready", 1);
-    if (!strcmp(tier, "vm")) {
-        json_object_set_new(p, "image", json_string(guest));
-        json_object_set_new(p, "memory_mb", json_integer(64));
-    }
-    json_decref(th_ok(&c, "template.create", p));
+    json_decref(
+        th_ok(&c, "template.create",
+              th_tpl_params(tier, guest, NULL, "{s:s, s:i}", "name", "sec", "min_ready", 1)));
 
     unsigned m = mode_of(d.sock);
     fprintf(stderr, "socket %s: %04o\n", d.sock, m);

@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-static void sleep_ms(int ms)
+void th_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -94,7 +94,7 @@ int th_start(th_daemon_t *d, const char *const *extra)
             d->pid = 0;
             return -1;
         }
-        sleep_ms(20);
+        th_sleep_ms(20);
     }
     fprintf(stderr, "harness: thawd did not listen on %s\n", d->sock);
     th_dump_log(d);
@@ -113,7 +113,7 @@ int th_stop(th_daemon_t *d)
             d->pid = 0;
             return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         }
-        sleep_ms(20);
+        th_sleep_ms(20);
     }
     kill(d->pid, SIGKILL);
     waitpid(d->pid, &st, 0);
@@ -136,6 +136,17 @@ void th_cleanup(th_daemon_t *d)
     if (d->dir[0])
         nftw(d->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     d->dir[0] = '\0';
+}
+
+int th_finish(th_daemon_t *d, th_conn_t *c)
+{
+    if (c)
+        th_close(c);
+    int st = th_stop(d);
+    if (st != 0)
+        th_dump_log(d);
+    th_cleanup(d);
+    return st == 0 ? 0 : -1;
 }
 
 int th_fd_count(const th_daemon_t *d)
@@ -167,19 +178,19 @@ long th_rss_kb(const th_daemon_t *d)
     return kb;
 }
 
-int th_children(const th_daemon_t *d, pid_t *out, int max)
+/* The children of every thread of pid, appended to out[n..max). */
+static int children_of(pid_t pid, pid_t *out, int n, int max)
 {
     char path[96];
     /* Children may hang off any thread: read every task's list. */
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)d->pid);
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     DIR *dir = opendir(path);
-    int n = 0;
     struct dirent *e;
     while (dir && (e = readdir(dir))) {
         if (e->d_name[0] == '.')
             continue;
         char cp[320];
-        snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", (int)d->pid, e->d_name);
+        snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", (int)pid, e->d_name);
         FILE *f = fopen(cp, "r");
         long v;
         while (f && n < max && fscanf(f, "%ld", &v) == 1)
@@ -190,6 +201,43 @@ int th_children(const th_daemon_t *d, pid_t *out, int max)
     if (dir)
         closedir(dir);
     return n;
+}
+
+int th_children(const th_daemon_t *d, pid_t *out, int max)
+{
+    return children_of(d->pid, out, 0, max);
+}
+
+int th_descendants(pid_t pid, pid_t *out, int n, int max)
+{
+    int start = n, end = children_of(pid, out, n, max);
+    n = end;
+    for (int i = start; i < end; i++)
+        n = th_descendants(out[i], out, n, max);
+    return n;
+}
+
+bool th_running(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+bool th_wait_gone(pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms && th_running(pid); waited += 50)
+        th_sleep_ms(50);
+    return !th_running(pid);
 }
 
 void th_dump_log(const th_daemon_t *d)
@@ -364,7 +412,7 @@ bool th_wait_pool(th_conn_t *c, const char *name, const char *key, long want, in
     for (int waited = 0; waited <= timeout_ms; waited += 20) {
         if (th_pool_get(c, name, key) == want)
             return true;
-        sleep_ms(20);
+        th_sleep_ms(20);
     }
     return false;
 }

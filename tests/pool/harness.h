@@ -2,13 +2,16 @@
 /*
  * Drives a REAL thawd from a test: start the built binary (path in $THAWD)
  * on a temporary store and socket, talk JSON-RPC to it over the socket, stop
- * it with SIGTERM and check that it exited cleanly.  Shared by tests/pool
- * and tests/rpc; nothing here mocks thawd.
+ * it with SIGTERM and check that it exited cleanly; see what it left
+ * running.  Shared by tests/pool, tests/rpc, tests/fault and tests/soak;
+ * nothing here mocks thawd.
  */
 #ifndef THAW_TESTS_HARNESS_H
 #define THAW_TESTS_HARNESS_H
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -20,6 +23,14 @@ typedef struct th_daemon {
     char store[320];
     char log[320];
 } th_daemon_t;
+
+typedef struct th_conn {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    long next_id;
+    json_t *notes; /* notifications seen while waiting for replies */
+} th_conn_t;
 
 /*
  * Start thawd with --socket/--store in d->dir (created with mkdtemp when
@@ -38,14 +49,22 @@ long th_rss_kb(const th_daemon_t *d);
 int th_children(const th_daemon_t *d, pid_t *out, int max);
 /* Print thawd's log (on a failure). */
 void th_dump_log(const th_daemon_t *d);
+/*
+ * A fixture's teardown: close c (may be NULL), stop thawd, print its log if
+ * it did not exit 0, remove the directory.  Returns 0 if thawd exited 0, else
+ * -1.
+ */
+int th_finish(th_daemon_t *d, th_conn_t *c);
 
-typedef struct th_conn {
-    int fd;
-    char *buf;
-    size_t len, cap;
-    long next_id;
-    json_t *notes; /* notifications seen while waiting for replies */
-} th_conn_t;
+/* Every descendant of pid (children of all its threads, recursively),
+ * appended to out[n..max); returns the new count. */
+int th_descendants(pid_t pid, pid_t *out, int n, int max);
+/* pid is alive and not a zombie (a zombie reparented to an init that does
+ * not reap is gone for a test's purpose). */
+bool th_running(pid_t pid);
+/* Wait up to timeout_ms for pid to stop running: true if it did. */
+bool th_wait_gone(pid_t pid, int timeout_ms);
+void th_sleep_ms(int ms);
 
 int th_connect(th_conn_t *c, const char *sock);
 void th_close(th_conn_t *c);
@@ -66,5 +85,55 @@ const char *th_msg(json_t *reply);
 bool th_wait_pool(th_conn_t *c, const char *name, const char *key, long want, int timeout_ms);
 long th_pool_get(th_conn_t *c, const char *name, const char *key);
 long th_counter(th_conn_t *c, const char *name, const char *key);
+
+/* Per-tier set-up (harness_tier.c): the same test against `process`,
+ * `sentry` or `vm` (the test guest as image). */
+
+/*
+ * thawd's arguments for a test on tier: --no-default-templates, and
+ * --enable-process-tier for the process tier, then extra (NULL-terminated,
+ * may be NULL).  Fills out (n slots, NULL-terminated; extras that do not fit
+ * are dropped) and returns it.
+ */
+const char *const *th_tier_args(const char *tier, const char *const *extra, const char **out,
+                                size_t n);
+/*
+ * template.create params: the object fmt and its arguments pack (json_pack),
+ * plus "tier"; on the vm tier also "image", memory_mb 64 and, when not NULL,
+ * "engine".  Returns a new reference (NULL if fmt does not pack).
+ */
+json_t *th_tpl_params(const char *tier, const char *image, const char *engine, const char *fmt,
+                      ...);
+/* Skip the test (exit 77 with thawd's reason) when server.info says tier is
+ * unavailable here; c is closed and d stopped and removed first. */
+void th_skip_unless_tier(th_daemon_t *d, th_conn_t *c, const char *tier);
+/*
+ * template.create with params (stolen).  Returns 0 on success; when thawd
+ * answers that the tier is unavailable (-32006) closes c, removes d and skips
+ * the test with thawd's reason; -1 with the reason printed otherwise.
+ */
+int th_create_or_skip(th_daemon_t *d, th_conn_t *c, json_t *params);
+
+/*
+ * A well-behaved client (harness_good.c): its own connection running
+ * `echo ok` through sandbox.run on template tpl in a loop, counting runs and
+ * failures (a reply other than stdout "ok\n"), while a test does harm
+ * beside it.
+ */
+typedef struct th_good {
+    const char *sock;
+    const char *tpl;
+    int timeout_ms; /* sandbox.run's timeout_ms; 0 leaves thawd's default */
+    atomic_bool stop;
+    atomic_int runs, failures;
+    pthread_t thread;
+} th_good_t;
+
+/* Start the client's thread (sock and tpl set, the rest zero): 0 or -1. */
+int th_good_start(th_good_t *g);
+/* Wait until the client has finished one run (or failed one). */
+void th_good_wait_first(th_good_t *g);
+/* Stop the client and join its thread. */
+void th_good_stop(th_good_t *g);
 
 #endif

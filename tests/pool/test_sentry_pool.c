@@ -120,22 +120,7 @@ int main(void)
         return 1;
     }
     /* Skip with thawd's reason when the sentry tier cannot run here. */
-    json_t *info = th_ok(&c, "server.info", NULL);
-    size_t i;
-    json_t *t;
-    json_array_foreach (json_object_get(info, "tiers"), i, t) {
-        if (strcmp(json_string_value(json_object_get(t, "name")), "sentry"))
-            continue;
-        if (!json_is_true(json_object_get(t, "available"))) {
-            char why[512];
-            snprintf(why, sizeof(why), "%s", json_string_value(json_object_get(t, "reason")));
-            json_decref(info);
-            th_close(&c);
-            th_cleanup(&d);
-            thaw_test_skip("sentry tier unavailable: %s", why);
-        }
-    }
-    json_decref(info);
+    th_skip_unless_tier(&d, &c, "sentry");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_template_runs),
         cmocka_unit_test(test_sentry_pool_kept_and_replaced),
@@ -143,11 +128,7 @@ int main(void)
         cmocka_unit_test(test_restart_reloads),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    th_close(&c);
-    if (th_stop(&d) != 0) {
-        th_dump_log(&d);
+    if (th_finish(&d, &c) != 0)
         rc = 1;
-    }
-    th_cleanup(&d);
     return rc;
 }

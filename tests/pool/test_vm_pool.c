@@ -134,32 +134,14 @@ int main(int argc, char **argv)
     guest = argv[1];
     if (th_start(&d, args) < 0 || th_connect(&c, d.sock) < 0)
         return 1;
-    json_t *info = th_ok(&c, "server.info", NULL);
-    size_t i;
-    json_t *t;
-    json_array_foreach (json_object_get(info, "tiers"), i, t) {
-        if (!strcmp(json_string_value(json_object_get(t, "name")), "vm") &&
-            !json_is_true(json_object_get(t, "available"))) {
-            char why[512];
-            snprintf(why, sizeof(why), "%s", json_string_value(json_object_get(t, "reason")));
-            json_decref(info);
-            th_close(&c);
-            th_cleanup(&d);
-            thaw_test_skip("vm tier unavailable: %s", why);
-        }
-    }
-    json_decref(info);
+    th_skip_unless_tier(&d, &c, "vm");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_engine),
         cmocka_unit_test(test_hit_miss_and_errors),
         cmocka_unit_test(test_restart_reopens_snapshot),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    th_close(&c);
-    if (th_stop(&d) != 0) {
-        th_dump_log(&d);
+    if (th_finish(&d, &c) != 0)
         rc = 1;
-    }
-    th_cleanup(&d);
     return rc;
 }
