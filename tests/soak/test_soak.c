@@ -16,7 +16,6 @@
  * tests/soak/soak.sh runs the ~10-minute version.
  */
 #include <dirent.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,40 +43,6 @@ static int ntiers;
 
 static atomic_bool stop;
 static atomic_long requests, failures, refused, churned;
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Every descendant of pid (children of all its threads, recursively). */
-static int descendants(pid_t pid, pid_t *out, int n, int max)
-{
-    char path[96];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *dir = opendir(path);
-    struct dirent *e;
-    int start = n;
-    while (dir && (e = readdir(dir))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char cp[320];
-        snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", (int)pid, e->d_name);
-        FILE *f = fopen(cp, "r");
-        long v;
-        while (f && n < max && fscanf(f, "%ld", &v) == 1)
-            out[n++] = (pid_t)v;
-        if (f)
-            fclose(f);
-    }
-    if (dir)
-        closedir(dir);
-    int end = n;
-    for (int i = start; i < end; i++)
-        n = descendants(out[i], out, n, max);
-    return n;
-}
 
 static int count_cgroups(pid_t owner)
 {
@@ -119,7 +84,7 @@ static snapshot_t measure(void)
     static pid_t buf[8192];
     snapshot_t s = {
         .fds = th_fd_count(&d),
-        .procs = descendants(d.pid, buf, 0, 8192),
+        .procs = th_descendants(d.pid, buf, 0, 8192),
         .cgroups = count_cgroups(d.pid),
         .mounts = count_mounts(d.dir),
         .rss_kb = th_rss_kb(&d),
@@ -129,14 +94,8 @@ static snapshot_t measure(void)
 
 static json_t *tpl(const char *name, const char *tier, int min_ready)
 {
-    json_t *p = json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", name, "tier", tier, "min_ready",
-                          min_ready, "max_ready", 4, "max_total", 24);
-    if (!strcmp(tier, "vm")) {
-        json_object_set_new(p, "image", json_string(guest));
-        json_object_set_new(p, "memory_mb", json_integer(64));
-        json_object_set_new(p, "engine", json_string("shared"));
-    }
-    return p;
+    return th_tpl_params(tier, guest, "shared", "{s:s, s:i, s:i, s:i}", "name", name, "min_ready",
+                         min_ready, "max_ready", 4, "max_total", 24);
 }
 
 /* One request's outcome into the counters; true if it was a failure. */
@@ -239,8 +198,8 @@ static bool settled(th_conn_t *c)
 static void test_soak(void **state)
 {
     (void)state;
-    static const char *const args[] = {"--enable-process-tier", "--no-default-templates", NULL};
-    assert_int_equal(th_start(&d, args), 0);
+    const char *args[8];
+    assert_int_equal(th_start(&d, th_tier_args("process", NULL, args, 8)), 0);
     th_conn_t c;
     assert_int_equal(th_connect(&c, d.sock), 0);
     json_t *info = th_ok(&c, "server.info", NULL);
@@ -270,7 +229,7 @@ static void test_soak(void **state)
                           json_pack("{s:s, s:[s,s]}", "template", name, "argv", "echo", "w")));
     }
     for (int k = 0; k < 600 && !settled(&c); k++)
-        sleep_ms(50);
+        th_sleep_ms(50);
     snapshot_t before = measure();
 
     enum { CLIENTS = 4 };
@@ -282,7 +241,7 @@ static void test_soak(void **state)
     long peak_rss = 0;
     int peak_fds = 0;
     while (thaw_now_ns() - t0 < (uint64_t)seconds * 1000000000ull) {
-        sleep_ms(1000);
+        th_sleep_ms(1000);
         long rss = th_rss_kb(&d);
         int fds = th_fd_count(&d);
         peak_rss = rss > peak_rss ? rss : peak_rss;
@@ -296,7 +255,7 @@ static void test_soak(void **state)
     bool ok = false;
     snapshot_t after = {0};
     for (int k = 0; k < 600 && !ok; k++) {
-        sleep_ms(50);
+        th_sleep_ms(50);
         if (!settled(&c))
             continue;
         after = measure();
@@ -329,28 +288,13 @@ static void test_soak(void **state)
 
     /* After a clean stop: nothing of thawd's remains. */
     static pid_t procs[8192];
-    int nprocs = descendants(d.pid, procs, 0, 8192);
+    int nprocs = th_descendants(d.pid, procs, 0, 8192);
     pid_t owner = d.pid;
     th_close(&c);
     assert_int_equal(th_stop(&d), 0);
-    for (int k = 0; k < nprocs; k++) {
-        char p[64];
-        snprintf(p, sizeof(p), "/proc/%d/stat", (int)procs[k]);
-        for (int w = 0; w < 100 && access(p, F_OK) == 0; w++) {
-            /* a zombie re-parented to an init that does not reap is gone enough */
-            char buf[512] = {0};
-            int fd = open(p, O_RDONLY | O_CLOEXEC);
-            ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-            if (fd >= 0)
-                close(fd);
-            const char *q = n > 0 ? strrchr(buf, ')') : NULL;
-            if (!q || q[2] == 'Z')
-                break;
-            sleep_ms(50);
-            if (w == 99)
-                fail_msg("process %d outlived thawd", (int)procs[k]);
-        }
-    }
+    for (int k = 0; k < nprocs; k++)
+        if (!th_wait_gone(procs[k], 5000))
+            fail_msg("process %d outlived thawd", (int)procs[k]);
     assert_int_equal(count_cgroups(owner), 0);
     assert_int_equal(count_mounts(d.dir), 0);
     th_cleanup(&d);
