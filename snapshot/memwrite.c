@@ -2,9 +2,10 @@
 /*
  * memory.bin writer: cuts each region into chunks, classifies them (zero,
  * raw, lz4), checksums and compresses them on a small thread pool one batch
- * at a time, and appends the results in chunk order with pwritev (raw chunks
- * straight from the caller's memory).  The header and table go in last, so a
- * file cut short by a crash never carries a valid table.
+ * at a time, and appends the results in chunk order to the output stream
+ * (memout.c), whose writes run while the next batch is compressed.  The
+ * header and table go in last, so a file cut short by a crash never carries
+ * a valid table.
  */
 #include "snapshot/snap-int.h"
 
@@ -113,8 +114,8 @@ static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, thaw_err_
 }
 
 int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regions, int lz4_level,
-                        unsigned threads, snap_write_stats_t *stats, uint32_t *table_crc,
-                        uint64_t *file_size, thaw_err_t *err)
+                        unsigned threads, bool buffered, snap_write_stats_t *stats,
+                        uint32_t *table_crc, uint64_t *file_size, thaw_err_t *err)
 {
     uint32_t cs = layout->chunk_size;
     uint64_t nchunks = layout->nchunks;
@@ -129,11 +130,14 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
 
     _cleanup_free_ struct snap__chunk_entry *table = calloc(nchunks ? nchunks : 1, sizeof(*table));
     _cleanup_free_ struct job *jobs = calloc(nb, sizeof(*jobs));
-    _cleanup_free_ struct iovec *iov = calloc(nb, sizeof(*iov));
     _cleanup_free_ char *out = malloc(nb * (size_t)cs);
     _cleanup_free_ void *state = snap__lz4_state_new(lz4_level);
-    if (!table || !jobs || !iov || !out || !state)
+    if (!table || !jobs || !out || !state)
         return thaw_err_sys(err, ENOMEM, SNAP_MEMORY_FILE);
+    snap__out_t os;
+    int rc = snap__out_init(&os, fd, data_off, buffered, err);
+    if (rc < 0)
+        return rc;
 
     struct pool p = {.level = lz4_level, .chunk_size = cs, .jobs = jobs, .out = out};
     pthread_mutex_init(&p.mu, NULL);
@@ -147,7 +151,6 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
         nthreads++;
     }
 
-    int rc = 0;
     uint64_t t0 = thaw_now_ns();
     uint64_t cursor = data_off;
     size_t ri = 0;
@@ -178,9 +181,7 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
             pthread_cond_wait(&p.cv_done, &p.mu);
         pthread_mutex_unlock(&p.mu);
 
-        int niov = 0;
-        uint64_t batch_start = cursor;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && rc == 0; i++) {
             struct job *j = &jobs[i];
             struct snap__chunk_entry *e = &table[base + i];
             e->raw_len = j->raw;
@@ -194,9 +195,8 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
             e->offset = cursor;
             e->stored_len = j->stored;
             cursor += j->stored;
-            iov[niov].iov_base = j->kind == SNAP__CHUNK_RAW ? (void *)j->src : out + i * cs;
-            iov[niov].iov_len = j->stored;
-            niov++;
+            rc = snap__out_append(&os, j->kind == SNAP__CHUNK_RAW ? j->src : out + i * cs,
+                                  j->stored, err);
             if (stats) {
                 if (j->kind == SNAP__CHUNK_RAW)
                     stats->chunks_raw++;
@@ -204,7 +204,6 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
                     stats->chunks_lz4++;
             }
         }
-        rc = pwritev_all(fd, iov, niov, batch_start, err);
     }
     pthread_mutex_lock(&p.mu);
     p.quit = true;
@@ -215,8 +214,15 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv_work);
     pthread_cond_destroy(&p.cv_done);
+    uint64_t end = 0;
+    if (rc == 0)
+        rc = snap__out_finish(&os, &end, err);
+    snap__out_destroy(&os);
     if (rc < 0)
         return rc;
+    if (end != cursor)
+        return thaw_err_set(err, EIO, SNAP_MEMORY_FILE ": wrote %llu bytes, expected %llu",
+                            (unsigned long long)end, (unsigned long long)cursor);
 
     struct snap__mem_header h = {
         .version = SNAP__MEM_VERSION,

@@ -9,6 +9,7 @@
 #ifndef THAW_SNAPSHOT_SNAP_INT_H
 #define THAW_SNAPSHOT_SNAP_INT_H
 
+#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -219,10 +220,49 @@ int snap__chunk_decode(const snap_t *snap, uint64_t idx, const void *stored, voi
                        thaw_err_t *err);
 /* pread + decode chunk idx into dst; scratch holds chunk_size bytes. */
 int snap__chunk_read(const snap_t *snap, uint64_t idx, void *dst, void *scratch, thaw_err_t *err);
-/* Write memory.bin for the regions into fd (positioned anywhere). */
+/* Write memory.bin for the regions into fd (empty, positioned anywhere);
+ * buffered: through the page cache even where O_DIRECT works. */
 int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regions, int lz4_level,
-                        unsigned threads, snap_write_stats_t *stats, uint32_t *table_crc,
-                        uint64_t *file_size, thaw_err_t *err);
+                        unsigned threads, bool buffered, snap_write_stats_t *stats,
+                        uint32_t *table_crc, uint64_t *file_size, thaw_err_t *err);
+
+/* ---- memout.c */
+/* Staging for memory.bin: SNAP__OUT_BUFS buffers of SNAP__OUT_BUF_SIZE, one
+ * being filled while the others are written (8 MiB writes measured best
+ * with O_DIRECT here; 32 MiB in all, as much as one compression batch). */
+#define SNAP__OUT_BUFS     4u
+#define SNAP__OUT_BUF_SIZE (8u << 20)
+
+struct snap__out_io {
+    bool busy;
+    uint64_t off;
+    size_t len, done;
+};
+
+typedef struct snap__out {
+    int fd;
+    bool direct;  /* fd has O_DIRECT set (cleared again by finish) */
+    bool ring_ok; /* io_uring writes; else synchronous pwrite */
+    struct io_uring ring;
+    char *mem; /* the buffers, one page-aligned mapping */
+    struct snap__out_io io[SNAP__OUT_BUFS];
+    unsigned cur, inflight;
+    size_t fill;      /* bytes in buffer cur */
+    uint64_t cur_off; /* file offset of buffer cur's first byte */
+    uint64_t start;
+    int error; /* first failure, -errno */
+} snap__out_t;
+
+/* Start writing fd at `start` (a multiple of 4096).  O_DIRECT is used when
+ * the file system supports it and !buffered.  0 or -errno. */
+int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err);
+/* Append len bytes (copied; p may be reused at once). */
+int snap__out_append(snap__out_t *o, const void *p, size_t len, thaw_err_t *err);
+/* Write what is left, wait for every write, leave fd without O_DIRECT and
+ * exactly *end bytes long (start plus everything appended). */
+int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err);
+/* Wait for writes still in flight (after an error) and free everything. */
+void snap__out_destroy(snap__out_t *o);
 
 /* ---- decode.c */
 typedef struct snap__decode_stats {

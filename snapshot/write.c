@@ -87,7 +87,8 @@ static int write_into(int dfd, const snap_t *layout, const snap_region_t *region
             return thaw_err_sys(err, errno, "create " SNAP_MEMORY_FILE);
         unsigned threads = o->threads > SNAP_MAX_THREADS ? SNAP_MAX_THREADS : o->threads;
         if ((r = snap__memfile_write(fd, layout, regions, o->lz4_level, threads ? threads : 1,
-                                     stats, &files.mem_table_crc, &files.mem_size, err)) < 0)
+                                     o->buffered, stats, &files.mem_table_crc, &files.mem_size,
+                                     err)) < 0)
             return r;
         if (fsync(fd) < 0)
             return thaw_err_sys(err, errno, "fsync " SNAP_MEMORY_FILE);

@@ -9,6 +9,15 @@
  * recorded working set prefetched.
  *
  *   snapbench [--json] [--large] [--sizes MiB,MiB] [--chunks B,B] [--restores N] [--dir D]
+ *             [--fill guest|random] [--write-only] [--writes N]
+ *
+ * --fill random makes every page incompressible and non-zero (what a VM
+ * snapshot of busy memory looks like to the writer); --write-only skips the
+ * restore engines and writes each snapshot --writes times (default 3), so a
+ * writer change can be compared against a build of the old one in the same
+ * run.  Write rates: "wrGB/s" is memory.bin alone (chunking, checksums,
+ * compression, writes), "totGB/s" the whole snap_write call (fsyncs,
+ * rename), both over the guest memory size.
  *
  * The default run (128 and 512 MiB; 4 KiB, 64 KiB, 2 MiB chunks) stays near a
  * minute on two cores; --large adds 2 GiB.  The lazy engine needs
@@ -41,6 +50,7 @@ struct result {
     uint64_t size;
     uint32_t chunk;
     double write_gbps, write_total_gbps, ratio;
+    double nonzero_total_gibps; /* non-zero memory over the whole call, as vmmbench prints */
     uint64_t chunks_zero, chunks_raw, chunks_lz4;
     double eager_gbps;  /* restore throughput of the eager engine (default threads) */
     double decode_gbps; /* read + inflate + crc of every stored chunk into a warm buffer */
@@ -158,11 +168,8 @@ static bool lazy_available(void)
     return geteuid() == 0 || access("/dev/userfaultfd", R_OK | W_OK) == 0;
 }
 
-static void bench_one(const char *root, void *src, uint64_t size, uint32_t chunk, unsigned restores,
-                      const uint64_t *ws, size_t nws, struct result *res)
+static void write_one(const char *dir, void *src, uint64_t size, uint32_t chunk, struct result *res)
 {
-    char dir[4200];
-    snprintf(dir, sizeof(dir), "%.4000s/bench-%llu-%u", root, (unsigned long long)size, chunk);
     snap_region_t reg = {.guest_addr = 0, .host = src, .size = size};
     snap_write_opts_t o = {.chunk_size = chunk, .threads = 2, .kind = "bench"};
     snap_write_stats_t ws_stats;
@@ -179,6 +186,18 @@ static void bench_one(const char *root, void *src, uint64_t size, uint32_t chunk
     res->chunks_zero = ws_stats.chunks_zero;
     res->chunks_raw = ws_stats.chunks_raw;
     res->chunks_lz4 = ws_stats.chunks_lz4;
+    /* chunk count times chunk size: exact for the single region here */
+    res->nonzero_total_gibps = (double)(ws_stats.chunks_raw + ws_stats.chunks_lz4) * chunk /
+                               (1 << 30) / ((double)ws_stats.total_ns / 1e9);
+}
+
+static void bench_one(const char *root, void *src, uint64_t size, uint32_t chunk, unsigned restores,
+                      const uint64_t *ws, size_t nws, struct result *res)
+{
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%.4000s/bench-%llu-%u", root, (unsigned long long)size, chunk);
+    thaw_err_t err;
+    write_one(dir, src, size, chunk, res);
     snap_t *snap;
     if (snap_open(dir, &snap, &err) != 0) {
         fprintf(stderr, "snapbench: %s\n", err.msg);
@@ -211,6 +230,31 @@ static void bench_one(const char *root, void *src, uint64_t size, uint32_t chunk
         run_engine(snap, SNAP_ENGINE_LAZY, restores, ws, nws, &res->e[SNAP_ENGINE_LAZY]);
     snap_close(snap);
     st_rmtree(dir);
+}
+
+/* --write-only: the same snapshot written `writes` times, one line each. */
+static void bench_writes(const char *root, void *src, uint64_t size, uint32_t chunk,
+                         unsigned writes, bool json, bool *first)
+{
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%.4000s/bench-%llu-%u", root, (unsigned long long)size, chunk);
+    for (unsigned i = 0; i < writes; i++) {
+        struct result r = {0};
+        write_one(dir, src, size, chunk, &r);
+        st_rmtree(dir);
+        if (json)
+            printf("%s{\"size_mib\":%llu,\"chunk\":%u,\"write_gbps\":%.3f,"
+                   "\"write_total_gbps\":%.3f,\"nonzero_total_gibps\":%.3f,\"ratio\":%.3f}",
+                   *first ? "" : ",", (unsigned long long)(size >> 20), chunk, r.write_gbps,
+                   r.write_total_gbps, r.nonzero_total_gibps, r.ratio);
+        else
+            printf("%-6llu %-7u %8.2f %8.2f %12.2f %6.2f %8llu %8llu %8llu\n",
+                   (unsigned long long)(size >> 20), chunk, r.write_gbps, r.write_total_gbps,
+                   r.nonzero_total_gibps, r.ratio, (unsigned long long)r.chunks_zero,
+                   (unsigned long long)r.chunks_raw, (unsigned long long)r.chunks_lz4);
+        fflush(stdout);
+        *first = false;
+    }
 }
 
 static void print_table_header(void)
@@ -248,19 +292,19 @@ static void print_row(const struct result *r)
     }
 }
 
-static void print_json(const struct result *rs, size_t n)
+static void print_json(const struct result *rs, size_t n, const char *fill)
 {
-    printf("{\"bench\":\"snapbench\",\"fill\":\"40%% zero, 40%% compressible, 20%% random\","
-           "\"results\":[");
+    printf("{\"bench\":\"snapbench\",\"fill\":\"%s\",\"results\":[", fill);
     for (size_t i = 0; i < n; i++) {
         const struct result *r = &rs[i];
         printf("%s{\"size_mib\":%llu,\"chunk\":%u,\"write_gbps\":%.3f,\"write_total_gbps\":%.3f,"
-               "\"ratio\":%.3f,\"chunks\":{\"zero\":%llu,\"raw\":%llu,\"lz4\":%llu},"
+               "\"nonzero_total_gibps\":%.3f,\"ratio\":%.3f,"
+               "\"chunks\":{\"zero\":%llu,\"raw\":%llu,\"lz4\":%llu},"
                "\"eager_restore_gbps\":%.3f,\"decode_gbps\":%.3f,\"engines\":{",
                i ? "," : "", (unsigned long long)(r->size >> 20), r->chunk, r->write_gbps,
-               r->write_total_gbps, r->ratio, (unsigned long long)r->chunks_zero,
-               (unsigned long long)r->chunks_raw, (unsigned long long)r->chunks_lz4, r->eager_gbps,
-               r->decode_gbps);
+               r->write_total_gbps, r->nonzero_total_gibps, r->ratio,
+               (unsigned long long)r->chunks_zero, (unsigned long long)r->chunks_raw,
+               (unsigned long long)r->chunks_lz4, r->eager_gbps, r->decode_gbps);
         bool first = true;
         for (int e = 0; e < 3; e++) {
             const struct engine_result *x = &r->e[e];
@@ -305,7 +349,8 @@ static size_t parse_list(const char *s, uint64_t *out, size_t max)
 
 int main(int argc, char **argv)
 {
-    bool json = false;
+    bool json = false, write_only = false, random_fill = false;
+    unsigned writes = 3;
     uint64_t sizes[8] = {128, 512}, chunks[8] = {4096, 65536, 2u << 20};
     size_t nsizes = 2, nchunks = 3;
     unsigned restores = 50;
@@ -323,9 +368,17 @@ int main(int argc, char **argv)
             restores = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             base = argv[++i];
+        else if (!strcmp(argv[i], "--write-only"))
+            write_only = true;
+        else if (!strcmp(argv[i], "--writes") && i + 1 < argc)
+            writes = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--fill") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "guest") || !strcmp(argv[i + 1], "random")))
+            random_fill = !strcmp(argv[++i], "random");
         else {
             fprintf(stderr, "usage: snapbench [--json] [--large] [--sizes MiB,..] "
-                            "[--chunks bytes,..] [--restores N] [--dir D]\n");
+                            "[--chunks bytes,..] [--restores N] [--dir D] "
+                            "[--fill guest|random] [--write-only] [--writes N]\n");
             return 2;
         }
     }
@@ -335,9 +388,16 @@ int main(int argc, char **argv)
         perror("snapbench: mkdtemp");
         return 1;
     }
+    const char *fill = random_fill ? "100% random" : "40% zero, 40% compressible, 20% random";
     struct result *rs = calloc(nsizes * nchunks, sizeof(*rs));
     size_t nr = 0;
-    if (!json)
+    bool first = true;
+    if (json && write_only)
+        printf("{\"bench\":\"snapbench\",\"fill\":\"%s\",\"writes\":[", fill);
+    else if (write_only)
+        printf("%-6s %-7s %8s %8s %12s %6s %8s %8s %8s\n", "MiB", "chunk", "wrGB/s", "totGB/s",
+               "nonzeroGiB/s", "ratio", "zero", "raw", "lz4");
+    else if (!json)
         print_table_header();
     for (size_t si = 0; si < nsizes; si++) {
         uint64_t size = sizes[si] << 20;
@@ -346,14 +406,19 @@ int main(int argc, char **argv)
             perror("snapbench: mmap");
             return 1;
         }
-        st_fill_guest(src, size, 42 + si);
+        if (random_fill)
+            st_fill_random(src, size, 42 + si);
+        else
+            st_fill_guest(src, size, 42 + si);
         /* A random 10% of the pages, in random order: the "request". */
         size_t npages = size / 4096, nws = npages / 10;
         uint64_t *ws = malloc(nws * sizeof(*ws));
         unsigned seed = 7;
         for (size_t i = 0; i < nws; i++)
             ws[i] = ((uint64_t)rand_r(&seed) * 65536u + (uint64_t)rand_r(&seed)) % npages * 4096;
-        for (size_t ci = 0; ci < nchunks; ci++) {
+        for (size_t ci = 0; ci < nchunks && write_only; ci++)
+            bench_writes(root, src, size, (uint32_t)chunks[ci], writes, json, &first);
+        for (size_t ci = 0; ci < nchunks && !write_only; ci++) {
             bench_one(root, src, size, (uint32_t)chunks[ci], restores, ws, nws, &rs[nr]);
             if (!json) {
                 print_row(&rs[nr]);
@@ -364,9 +429,11 @@ int main(int argc, char **argv)
         free(ws);
         munmap(src, size);
     }
-    if (json)
-        print_json(rs, nr);
-    else
+    if (json && write_only)
+        printf("]}\n");
+    else if (json)
+        print_json(rs, nr, fill);
+    else if (!write_only)
         printf("columns: write GB/s (compression, 2 threads), ratio, restore call p50/p99, time "
                "to touch every page / a random 10%% of pages, lazy faults on that 10%%, time per "
                "fault; note: eager restore throughput (default decode threads) and decode alone on "
