@@ -24,11 +24,12 @@
  * The edited sections and the base's guest memory are written as a snapshot
  * (snap_write: checksums and all, so the reader's own checks are not what
  * is tested), restored with vmm_restore, and a restored VM runs for a
- * moment (its devices serve whatever queues the state describes) and is
- * destroyed.  Bad state must give an error or a guest that stops; a crash,
- * a leak, a hang or a process-wide fault is a bug.  An empty input restores
- * the base unchanged, which must succeed: the harness aborts if it does not,
- * so a replay that stops reaching the state code fails rather than passing.
+ * moment (its devices serve whatever queues the state describes), is
+ * snapshotted again and destroyed.  Bad state must give an error or a guest
+ * that stops; a crash, a leak, a hang or a process-wide fault is a bug.
+ * An empty input restores the base unchanged, which must succeed: the
+ * harness aborts if it does not, so a replay that stops reaching the state
+ * code fails rather than passing.
  *
  * One harness rule limits the input: a config asking for a disk gets this
  * process's scratch disk (the saved path is the host file a restored VM
@@ -103,6 +104,7 @@ static void cleanup(void)
         free(base[i].data);
     rm_snapshot("base");
     rm_snapshot("input");
+    rm_snapshot("resaved");
     unlink(disk_path);
     rmdir(scratch);
 }
@@ -317,7 +319,8 @@ static void confine_disk(sec_t *s, unsigned n)
     }
 }
 
-/* Let a restored VM run a moment: devices serve the queues its state names. */
+/* Let a restored VM run a moment (devices serve the queues its state
+ * names), then snapshot it again: what was restored must also save. */
 static void run_briefly(vmm_t *vm)
 {
     thaw_err_t err;
@@ -332,6 +335,11 @@ static void run_briefly(vmm_t *vm)
         while (fd >= 0 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
             ;
     }
+    char dir[512];
+    path_in(dir, sizeof(dir), "resaved");
+    snap_write_opts_t wo = {.chunk_size = SNAP_CHUNK_MAX};
+    if (vmm_snapshot(vm, dir, &wo, NULL, &err) < 0 && verbose)
+        printf("resave: %s\n", thaw_err_msg(&err));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
