@@ -693,6 +693,26 @@ static void kill_exec_group(agent_client_t *c, uint32_t id)
     agentwire_msg_free(&m);
 }
 
+/*
+ * A cancelled exec: kill its process group, then give the agent a moment
+ * (bounded) to report it dead, so that the command is gone before the
+ * caller goes on, for example to tear the sandbox down: a process-tier
+ * teardown kills only the agent's own process group, and a kill frame the
+ * agent had not read yet would be lost with it.  c->lock held on entry and
+ * exit; p stays registered so its EXIT is delivered.
+ */
+static void cancel_locked(agent_client_t *c, pending_t *p, uint64_t deadline_ns)
+{
+    pthread_mutex_unlock(&c->lock);
+    kill_exec_group(c, p->id);
+    pthread_mutex_lock(&c->lock);
+    uint64_t dl = deadline_after(AGENT_EXEC_CANCEL_WAIT_MS);
+    if (dl > deadline_ns)
+        dl = deadline_ns;
+    while (!p->done && !c->dead && wait_until_locked(c, dl) == 0)
+        ;
+}
+
 int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_t **out,
                      thaw_err_t *err)
 {
@@ -754,6 +774,7 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     pthread_mutex_lock(&c->lock);
     while (!p->started && !p->done && !c->dead) {
         if (exec_cancelled(x)) {
+            cancel_locked(c, p, x->deadline_ns);
             r = thaw_err_set(err, ECANCELED, "exec '%s': cancelled", x->name);
             break;
         }
@@ -779,8 +800,6 @@ int agent_exec_start(agent_client_t *c, const agent_exec_req_t *req, agent_exec_
     if (r < 0) {
         unlink_locked(c, p);
         pthread_mutex_unlock(&c->lock);
-        if (r == -ECANCELED)
-            kill_exec_group(c, id);
         pending_free(p);
         free(x);
         return r;
@@ -854,6 +873,7 @@ int agent_exec_wait(agent_exec_t *x, agent_exec_result_t *res, thaw_err_t *err)
     pthread_mutex_lock(&c->lock);
     while (!p->done && !c->dead) {
         if (exec_cancelled(x)) {
+            cancel_locked(c, p, x->deadline_ns);
             r = -ECANCELED;
             break;
         }
@@ -875,7 +895,6 @@ int agent_exec_wait(agent_exec_t *x, agent_exec_result_t *res, thaw_err_t *err)
         kill_exec_group(c, p->id); /* do not leave the command running in the sandbox */
         thaw_err_set(err, ETIMEDOUT, "exec '%s': no exit reported before the deadline", x->name);
     } else if (r == -ECANCELED) {
-        kill_exec_group(c, p->id);
         thaw_err_set(err, ECANCELED, "exec '%s': cancelled", x->name);
     }
     if (r == 0) {

@@ -34,6 +34,9 @@ typedef agentwire_hello_t agent_hello_t;
 #define AGENT_EXEC_DEFAULT_OUTPUT_CAP (1u << 20)
 #define AGENT_EXEC_GRACE_MS           10000u  /* deadline = timeout + grace */
 #define AGENT_EXEC_DEFAULT_DEADLINE   600000u /* exec without a timeout */
+/* A cancelled exec waits this long at most for the agent to report the
+ * killed command's exit (a healthy agent does so at once). */
+#define AGENT_EXEC_CANCEL_WAIT_MS     2000u
 
 /*
  * Take ownership of fd (also on failure: it is closed) and start the reader
@@ -78,8 +81,9 @@ typedef struct agent_exec_req {
     /*
      * Optional: once *cancel is true and agent_client_wake() has been called,
      * the exec stops waiting: the client asks the agent to SIGKILL the
-     * process group and returns -ECANCELED (the caller no longer wants the
-     * result, e.g. its client disconnected).  Checked by agent_exec_start and
+     * process group, waits up to AGENT_EXEC_CANCEL_WAIT_MS for its exit and
+     * returns -ECANCELED (the caller no longer wants the result, e.g. its
+     * client disconnected).  Checked by agent_exec_start and
      * agent_exec_wait; must outlive the exec.
      */
     const atomic_bool *cancel;
