@@ -264,49 +264,47 @@ static void expect_freed(fx_t *f, const char *what, uint64_t t0, const unsigned 
     json_decref(r);
 }
 
+/*
+ * A client starts `sleep MARKER` through sandbox.run, or through
+ * sandbox.exec on a sandbox it acquires first (leased for lease_s when not
+ * 0), and closes its socket once the command runs; then expect_freed.
+ * Returns the sandbox id for an exec (the caller frees it), NULL for a run.
+ */
+static char *sleep_and_leave(fx_t *f, const char *what, bool exec, int lease_s)
+{
+    th_conn_t a;
+    assert_int_equal(th_connect(&a, f->d.sock), 0);
+    char *id = exec ? acquire(&a, lease_s) : NULL;
+    unsigned m = new_marker();
+    if (exec)
+        send_req(&a, 100, "sandbox.exec", sleep_params("id", id, m));
+    else
+        send_req(&a, 100, "sandbox.run", sleep_params("template", "t", m));
+    assert_true(wait_marker(m, true, 20000));
+    uint64_t t0 = now_ms();
+    th_close(&a);
+    expect_freed(f, what, t0, &m, 1, lease_s ? 1 : 0);
+    return id;
+}
+
 static void test_run_cancelled_on_disconnect(void **state)
 {
     fx_t *f = *state;
     long cancelled0 = server_stat(&f->c, "cancelled");
-    th_conn_t a;
-    assert_int_equal(th_connect(&a, f->d.sock), 0);
-    unsigned m = new_marker();
-    send_req(&a, 1, "sandbox.run", sleep_params("template", "t", m));
-    assert_true(wait_marker(m, true, 20000));
-    uint64_t t0 = now_ms();
-    th_close(&a);
-    expect_freed(f, "run", t0, &m, 1, 0);
+    sleep_and_leave(f, "run", false, 0);
     assert_int_equal(server_stat(&f->c, "cancelled"), cancelled0 + 1);
 }
 
 static void test_exec_cancelled_on_disconnect(void **state)
 {
-    fx_t *f = *state;
-    th_conn_t a;
-    assert_int_equal(th_connect(&a, f->d.sock), 0);
-    char *id = acquire(&a, 0);
-    unsigned m = new_marker();
-    send_req(&a, 100, "sandbox.exec", sleep_params("id", id, m));
-    assert_true(wait_marker(m, true, 20000));
-    uint64_t t0 = now_ms();
-    th_close(&a);
-    expect_freed(f, "exec", t0, &m, 1, 0);
-    free(id);
+    free(sleep_and_leave(*state, "exec", true, 0));
 }
 
 /* A leased sandbox outlives its connection; the command it ran does not. */
 static void test_leased_exec_killed_sandbox_kept(void **state)
 {
     fx_t *f = *state;
-    th_conn_t a;
-    assert_int_equal(th_connect(&a, f->d.sock), 0);
-    char *id = acquire(&a, 120);
-    unsigned m = new_marker();
-    send_req(&a, 100, "sandbox.exec", sleep_params("id", id, m));
-    assert_true(wait_marker(m, true, 20000));
-    uint64_t t0 = now_ms();
-    th_close(&a);
-    expect_freed(f, "leased exec", t0, &m, 1, 1);
+    char *id = sleep_and_leave(f, "leased exec", true, 120);
     /* Same uid, new connection: the sandbox is there, idle, and works. */
     json_t *r = th_ok(&f->c, "sandbox.list", NULL);
     json_t *sb = json_array_get(json_object_get(r, "sandboxes"), 0);
