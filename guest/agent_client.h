@@ -30,7 +30,19 @@ typedef struct agent_client agent_client_t;
 typedef struct agent_exec agent_exec_t;
 typedef agentwire_hello_t agent_hello_t;
 
-/* Defaults used when a field of agent_exec_req_t is 0. */
+/*
+ * Defaults used when a field of agent_exec_req_t is 0.
+ *
+ * The grace is how long past timeout_ms the client waits for the agent's
+ * EXIT before it calls the agent unresponsive.  A healthy agent kills the
+ * process group at timeout_ms and reports within milliseconds on a host
+ * kernel, but in a microVM that path runs through the guest kernel, which
+ * on a PVM host executes at about 1.6 M instructions/s, and a loaded host
+ * adds scheduling delay.  Calling a slow agent dead is costly (the pool
+ * then fails every later call on that sandbox), while a long grace costs
+ * only hung or hostile guests, once; so it stays fixed at 10 s rather than
+ * proportional to the timeout (docs/security.md, "Known gaps").
+ */
 #define AGENT_EXEC_DEFAULT_OUTPUT_CAP (1u << 20)
 #define AGENT_EXEC_GRACE_MS           10000u  /* deadline = timeout + grace */
 #define AGENT_EXEC_DEFAULT_DEADLINE   600000u /* exec without a timeout */
