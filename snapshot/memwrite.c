@@ -20,7 +20,8 @@
 #include "common/clock.h"
 #include "common/crc32c.h"
 
-#define BATCH_BYTES (32u << 20)
+/* Input bytes per batch; two batches are in memory at once. */
+#define BATCH_BYTES (16u << 20)
 
 struct job {
     const char *src;
@@ -28,6 +29,14 @@ struct job {
     uint32_t stored;
     uint32_t crc;
     uint8_t kind;
+};
+
+/* A batch of consecutive chunks and the space their lz4 output goes to. */
+struct batch {
+    struct job *jobs;
+    char *out; /* n * chunk_size */
+    size_t n;
+    uint64_t base; /* index of the first chunk */
 };
 
 struct pool {
@@ -113,6 +122,84 @@ static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, thaw_err_
     return 0;
 }
 
+/* Where the next batch starts: region ri, chunk rc_chunk within it. */
+struct cursor {
+    size_t ri;
+    uint64_t rc_chunk;
+};
+
+/* Describe the next n chunks (from chunk `base` on) as jobs of b. */
+static void batch_fill(struct batch *b, const snap_t *layout, const snap_region_t *regions,
+                       struct cursor *c, uint64_t base, size_t n)
+{
+    uint32_t cs = layout->chunk_size;
+    b->base = base;
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        while (c->rc_chunk >= layout->regions[c->ri].nchunks) {
+            c->ri++;
+            c->rc_chunk = 0;
+        }
+        const struct snap__region *r = &layout->regions[c->ri];
+        uint64_t off = c->rc_chunk * cs;
+        uint64_t left = r->size - off;
+        b->jobs[i] = (struct job){.src = (const char *)regions[c->ri].host + off,
+                                  .raw = left < cs ? (uint32_t)left : cs};
+        c->rc_chunk++;
+    }
+}
+
+/* Hand batch b to the helpers; they start at once.  Only called while no
+ * helper is active (the previous batch is finished). */
+static void batch_start(struct pool *p, struct batch *b)
+{
+    pthread_mutex_lock(&p->mu);
+    p->jobs = b->jobs;
+    p->out = b->out;
+    p->njobs = b->n;
+    atomic_store(&p->next, 0);
+    p->gen++;
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Take part in the current batch, then wait until every job is done. */
+static void batch_finish(struct pool *p, void *state)
+{
+    run_batch(p, state);
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0)
+        pthread_cond_wait(&p->cv_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Fill the table entries of a finished batch and append its data. */
+static int batch_emit(const struct batch *b, uint32_t cs, struct snap__chunk_entry *table,
+                      snap__out_t *os, uint64_t *cursor, snap_write_stats_t *stats, thaw_err_t *err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const struct job *j = &b->jobs[i];
+        struct snap__chunk_entry *e = &table[b->base + i];
+        e->raw_len = j->raw;
+        e->kind = j->kind;
+        e->crc32c = j->crc;
+        if (stats)
+            *(j->kind == SNAP__CHUNK_ZERO  ? &stats->chunks_zero
+              : j->kind == SNAP__CHUNK_RAW ? &stats->chunks_raw
+                                           : &stats->chunks_lz4) += 1;
+        if (j->kind == SNAP__CHUNK_ZERO)
+            continue;
+        e->offset = *cursor;
+        e->stored_len = j->stored;
+        *cursor += j->stored;
+        int rc = snap__out_append(os, j->kind == SNAP__CHUNK_RAW ? j->src : b->out + i * cs,
+                                  j->stored, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regions, int lz4_level,
                         unsigned threads, bool buffered, snap_write_stats_t *stats,
                         uint32_t *table_crc, uint64_t *file_size, thaw_err_t *err)
@@ -129,17 +216,21 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
         nb = nchunks ? nchunks : 1;
 
     _cleanup_free_ struct snap__chunk_entry *table = calloc(nchunks ? nchunks : 1, sizeof(*table));
-    _cleanup_free_ struct job *jobs = calloc(nb, sizeof(*jobs));
-    _cleanup_free_ char *out = malloc(nb * (size_t)cs);
+    _cleanup_free_ struct job *jobs = calloc(2 * nb, sizeof(*jobs));
+    _cleanup_free_ char *out = malloc(2 * nb * (size_t)cs);
     _cleanup_free_ void *state = snap__lz4_state_new(lz4_level);
     if (!table || !jobs || !out || !state)
         return thaw_err_sys(err, ENOMEM, SNAP_MEMORY_FILE);
+    /* Two batches: the helpers compress one while this thread appends the
+     * other (and waits for the disk when the staging buffers are full). */
+    struct batch bs[2] = {{.jobs = jobs, .out = out},
+                          {.jobs = jobs + nb, .out = out + nb * (size_t)cs}};
     snap__out_t os;
     int rc = snap__out_init(&os, fd, data_off, buffered, err);
     if (rc < 0)
         return rc;
 
-    struct pool p = {.level = lz4_level, .chunk_size = cs, .jobs = jobs, .out = out};
+    struct pool p = {.level = lz4_level, .chunk_size = cs};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv_work, NULL);
     pthread_cond_init(&p.cv_done, NULL);
@@ -153,58 +244,31 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
 
     uint64_t t0 = thaw_now_ns();
     uint64_t cursor = data_off;
-    size_t ri = 0;
-    uint64_t rc_chunk = 0; /* chunk within region ri */
-    for (uint64_t base = 0; base < nchunks && rc == 0; base += nb) {
-        size_t n = nchunks - base < nb ? (size_t)(nchunks - base) : nb;
-        for (size_t i = 0; i < n; i++) {
-            while (rc_chunk >= layout->regions[ri].nchunks) {
-                ri++;
-                rc_chunk = 0;
-            }
-            const struct snap__region *r = &layout->regions[ri];
-            uint64_t off = rc_chunk * cs;
-            uint64_t left = r->size - off;
-            jobs[i] = (struct job){.src = (const char *)regions[ri].host + off,
-                                   .raw = left < cs ? (uint32_t)left : cs};
-            rc_chunk++;
-        }
-        pthread_mutex_lock(&p.mu);
-        p.njobs = n;
-        atomic_store(&p.next, 0);
-        p.gen++;
-        pthread_cond_broadcast(&p.cv_work);
-        pthread_mutex_unlock(&p.mu);
-        run_batch(&p, state);
-        pthread_mutex_lock(&p.mu);
-        while (p.active > 0)
-            pthread_cond_wait(&p.cv_done, &p.mu);
-        pthread_mutex_unlock(&p.mu);
-
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            struct job *j = &jobs[i];
-            struct snap__chunk_entry *e = &table[base + i];
-            e->raw_len = j->raw;
-            e->kind = j->kind;
-            e->crc32c = j->crc;
-            if (j->kind == SNAP__CHUNK_ZERO) {
-                if (stats)
-                    stats->chunks_zero++;
-                continue;
-            }
-            e->offset = cursor;
-            e->stored_len = j->stored;
-            cursor += j->stored;
-            rc = snap__out_append(&os, j->kind == SNAP__CHUNK_RAW ? j->src : out + i * cs,
-                                  j->stored, err);
-            if (stats) {
-                if (j->kind == SNAP__CHUNK_RAW)
-                    stats->chunks_raw++;
-                else
-                    stats->chunks_lz4++;
-            }
-        }
+    struct cursor cur = {0};
+    uint64_t base = 0;
+    bool running = false;
+    if (nchunks) {
+        size_t n = nchunks < nb ? (size_t)nchunks : nb;
+        batch_fill(&bs[0], layout, regions, &cur, 0, n);
+        batch_start(&p, &bs[0]);
+        base = n;
+        running = true;
     }
+    for (unsigned k = 0; running; k ^= 1) {
+        batch_finish(&p, state);
+        running = false;
+        if (base < nchunks) {
+            size_t n = nchunks - base < nb ? (size_t)(nchunks - base) : nb;
+            batch_fill(&bs[k ^ 1], layout, regions, &cur, base, n);
+            batch_start(&p, &bs[k ^ 1]);
+            base += n;
+            running = true;
+        }
+        if ((rc = batch_emit(&bs[k], cs, table, &os, &cursor, stats, err)) < 0)
+            break;
+    }
+    if (running) /* stopped by an error: the helpers may still use the batch */
+        batch_finish(&p, state);
     pthread_mutex_lock(&p.mu);
     p.quit = true;
     pthread_cond_broadcast(&p.cv_work);
