@@ -36,35 +36,13 @@
 #include "harness.h"
 #include "testlib.h"
 
-typedef struct fx {
-    th_daemon_t d;
-    th_conn_t c;
-    int base_fds;
-} fx_t;
-
 static int setup(void **state)
 {
-    static const char *const args[] = {"--enable-process-tier", "--no-default-templates",
-                                       "--max-inflight", "4", NULL};
-    fx_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    if (th_start(&f->d, args) < 0 || th_connect(&f->c, f->d.sock) < 0)
-        return -1;
-    json_decref(th_ok(&f->c, "template.create",
-                      json_pack("{s:s, s:s, s:i, s:i, s:i}", "name", "p", "tier", "process",
-                                "min_ready", 2, "max_ready", 4, "max_total", 32)));
-    if (!th_wait_pool(&f->c, "p", "ready", 2, 20000))
-        return -1;
-    f->base_fds = th_fd_count(&f->d);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    int rc = th_finish(&f->d, &f->c);
-    free(f);
-    return rc;
+    static const char *const inflight[] = {"--max-inflight", "4", NULL};
+    const char *args[8];
+    json_t *tpl = th_tpl_params("process", NULL, NULL, "{s:s, s:i, s:i, s:i}", "name", "p",
+                                "min_ready", 2, "max_ready", 4, "max_total", 32);
+    return th_fx_setup(state, th_tier_args("process", inflight, args, 8), tpl, 2, 20000);
 }
 
 static int raw_connect(const char *sock)
@@ -88,15 +66,15 @@ static void good_run(th_conn_t *c)
 }
 
 /* Afterwards: descriptors back to the baseline, nothing in use, pool refilled. */
-static void assert_back_to_baseline(fx_t *f)
+static void assert_back_to_baseline(th_fx_t *f)
 {
     assert_true(th_wait_pool(&f->c, "p", "in_use", 0, 20000));
     assert_true(th_wait_pool(&f->c, "p", "ready", 2, 20000));
     int fds = -1;
-    for (int i = 0; i < 200 && (fds = th_fd_count(&f->d)) != f->base_fds; i++)
+    for (int i = 0; i < 200 && (fds = th_fd_count(&f->d)) != f->fds0; i++)
         th_sleep_ms(50);
-    if (fds != f->base_fds)
-        fail_msg("thawd holds %d descriptors, %d before the fault", fds, f->base_fds);
+    if (fds != f->fds0)
+        fail_msg("thawd holds %d descriptors, %d before the fault", fds, f->fds0);
 }
 
 typedef struct garbage {
@@ -149,7 +127,7 @@ static void *garbage_thread(void *arg)
     return NULL;
 }
 
-static void fault_garbage(fx_t *f, bool newlines)
+static void fault_garbage(th_fx_t *f, bool newlines)
 {
     garbage_t g = {.sock = f->d.sock, .bytes = 100u << 20, .newlines = newlines};
     pthread_t t;
@@ -178,7 +156,7 @@ static void test_garbage_100mb_endless_line_is_refused_and_others_served(void **
 
 static void test_1000_connections_are_each_served(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     enum { N = 1000 };
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -228,7 +206,7 @@ static void send_line(int fd, const char *s)
 
 static void test_clients_vanishing_mid_request_leave_nothing_behind(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     for (int round = 0; round < 5; round++) {
         /* Half a line, then gone. */
         int a = raw_connect(f->d.sock);
@@ -265,7 +243,7 @@ static void test_clients_vanishing_mid_request_leave_nothing_behind(void **state
 
 static void test_client_holding_requests_is_limited_and_others_served(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     /* Four long execs fill this connection's --max-inflight; the fifth is refused. */
     th_conn_t h;
     assert_int_equal(th_connect(&h, f->d.sock), 0);
@@ -327,14 +305,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_garbage_100mb_random_is_refused_and_others_served,
-                                        setup, teardown),
+                                        setup, th_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_garbage_100mb_endless_line_is_refused_and_others_served, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_1000_connections_are_each_served, setup, teardown),
+            test_garbage_100mb_endless_line_is_refused_and_others_served, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_1000_connections_are_each_served, setup,
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_clients_vanishing_mid_request_leave_nothing_behind,
-                                        setup, teardown),
+                                        setup, th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_client_holding_requests_is_limited_and_others_served,
-                                        setup, teardown),
+                                        setup, th_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,13 +42,6 @@
 
 static const char *guest;
 
-typedef struct fx {
-    th_daemon_t d;
-    th_conn_t c;
-    long rss0;
-    int fds0;
-} fx_t;
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -59,28 +52,9 @@ static int64_t now_ms(void)
 static int setup(void **state)
 {
     static const char *const args[] = {"--no-default-templates", "--health-interval", "100", NULL};
-    fx_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    if (th_start(&f->d, args) < 0 || th_connect(&f->c, f->d.sock) < 0)
-        return -1;
-    if (th_create_or_skip(&f->d, &f->c,
-                          json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "name", "g", "tier",
-                                    "vm", "image", guest, "memory_mb", 64, "min_ready", 2,
-                                    "max_ready", 2, "max_total", 8)) < 0)
-        return -1;
-    if (!th_wait_pool(&f->c, "g", "ready", 2, 60000))
-        return -1;
-    f->rss0 = th_rss_kb(&f->d);
-    f->fds0 = th_fd_count(&f->d);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    int rc = th_finish(&f->d, &f->c);
-    free(f);
-    return rc;
+    json_t *tpl = th_tpl_params("vm", guest, NULL, "{s:s, s:i, s:i, s:i}", "name", "g", "min_ready",
+                                2, "max_ready", 2, "max_total", 8);
+    return th_fx_setup(state, args, tpl, 2, 60000);
 }
 
 /*
@@ -88,7 +62,7 @@ static int teardown(void **state)
  * check everything the header promises.  Returns nothing: the reply's shape
  * is checked here, since each mode may end as an error or as a result.
  */
-static void run_hostile(fx_t *f, const char *cmd, bool stream)
+static void run_hostile(th_fx_t *f, const char *cmd, bool stream)
 {
     long gone0 = th_counter(&f->c, "g", "died") + th_counter(&f->c, "g", "destroyed");
     /* A good client beside the fault, with a timeout of its own. */
@@ -176,7 +150,7 @@ static void run_hostile(fx_t *f, const char *cmd, bool stream)
  * bounded, a second exec on the broken sandbox fails at once instead of
  * waiting again, and sandbox.release removes it.
  */
-static void exec_hostile(fx_t *f, const char *cmd)
+static void exec_hostile(th_fx_t *f, const char *cmd)
 {
     json_t *a = th_ok(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "g"));
     char id[128];
@@ -229,7 +203,7 @@ static void test_guest_agent_flood_is_bounded_and_vm_removed(void **state)
 
 static void test_guest_agent_flood_streamed_is_bounded(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     run_hostile(f, "flood-agent", true);
 }
 
@@ -258,18 +232,19 @@ int main(int argc, char **argv)
     thaw_test_require_kvm();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_guest_hostile_exec_on_acquired_sandbox, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_guest_hang_times_out_and_vm_removed, setup, teardown),
+                                        th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_guest_hang_times_out_and_vm_removed, setup,
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_agent_flood_is_bounded_and_vm_removed, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_agent_flood_streamed_is_bounded, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_agent_garbage_is_an_error_and_vm_removed, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_console_flood_is_bounded_and_vm_removed, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_panic_is_an_error_and_vm_removed, setup,
-                                        teardown),
+                                        th_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

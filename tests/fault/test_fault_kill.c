@@ -188,6 +188,14 @@ static bool has_name(json_t *names, const char *n)
     return false;
 }
 
+/* Start thawd for this tier, or skip if the tier cannot run here. */
+static void start(th_daemon_t *d, th_conn_t *c)
+{
+    assert_int_equal(th_start(d, daemon_args()), 0);
+    assert_int_equal(th_connect(c, d->sock), 0);
+    th_skip_unless_tier(d, c, tier);
+}
+
 /*
  * Kill during template.create: first at each progress stage it reports
  * (the kill follows the notification at once), then after the create's
@@ -198,9 +206,7 @@ static void test_sigkill_during_template_create(void **state)
     (void)state;
     th_daemon_t d = {0};
     th_conn_t c;
-    assert_int_equal(th_start(&d, daemon_args()), 0);
-    assert_int_equal(th_connect(&c, d.sock), 0);
-    th_skip_unless_tier(&d, &c, tier);
+    start(&d, &c);
     static pid_t procs[4096];
     char stages[16][32];
     int nstages = 0;
@@ -274,9 +280,7 @@ static void test_sigkill_during_acquire_burst(void **state)
     (void)state;
     th_daemon_t d = {0};
     th_conn_t c;
-    assert_int_equal(th_start(&d, daemon_args()), 0);
-    assert_int_equal(th_connect(&c, d.sock), 0);
-    th_skip_unless_tier(&d, &c, tier);
+    start(&d, &c);
     json_decref(th_ok(&c, "template.create", tpl_params("b", 2)));
     th_wait_pool(&c, "b", "ready", 2, 30000);
     static pid_t procs[4096];

@@ -36,41 +36,19 @@
 
 static const char *tier;
 
-typedef struct fx {
-    th_daemon_t d;
-    th_conn_t c;
-    long rss0;
-} fx_t;
-
 static int setup(void **state)
 {
     static const char *const health[] = {"--health-interval", "100", NULL};
     const char *args[8];
-    fx_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    if (th_start(&f->d, th_tier_args(tier, health, args, 8)) < 0 ||
-        th_connect(&f->c, f->d.sock) < 0)
-        return -1;
-    if (th_create_or_skip(&f->d, &f->c,
-                          th_tpl_params(tier, NULL, NULL, "{s:s, s:i, s:i, s:i}", "name", "w",
-                                        "min_ready", 2, "max_ready", 4, "max_total", 16)) < 0)
-        return -1;
-    if (!th_wait_pool(&f->c, "w", "ready", 2, 30000))
-        return -1;
-    f->rss0 = th_rss_kb(&f->d);
-    return 0;
+    json_t *tpl = th_tpl_params(tier, NULL, NULL, "{s:s, s:i, s:i, s:i}", "name", "w", "min_ready",
+                                2, "max_ready", 4, "max_total", 16);
+    return th_fx_setup(state, th_tier_args(tier, health, args, 8), tpl, 2, 30000);
 }
 
-static int teardown(void **state)
-{
-    fx_t *f = *state;
-    int rc = th_finish(&f->d, &f->c);
-    free(f);
-    return rc;
-}
-
-/* Run the hostile command with a good client beside it; returns the reply (owned). */
-static json_t *hostile(fx_t *f, json_t *params)
+/* Run the hostile command (sandbox.run params, stolen) with a good client
+ * beside it; returns the reply (owned), which must hold a result (the test
+ * fails with `what` otherwise). */
+static json_t *hostile(th_fx_t *f, const char *what, json_t *params)
 {
     th_good_t g = {.sock = f->d.sock, .tpl = "w"};
     assert_int_equal(th_good_start(&g), 0);
@@ -86,11 +64,13 @@ static json_t *hostile(fx_t *f, json_t *params)
             json_is_true(json_object_get(res, "timed_out")),
             json_is_true(json_object_get(res, "truncated")));
     assert_int_equal(atomic_load(&g.failures), 0);
+    if (!res)
+        fail_msg("%s: %s", what, th_msg(r));
     return r;
 }
 
 /* That sandbox is gone, the pool is back, thawd did not balloon. */
-static void assert_recovered(fx_t *f)
+static void assert_recovered(th_fx_t *f)
 {
     assert_true(th_wait_pool(&f->c, "w", "in_use", 0, 20000));
     assert_true(th_wait_pool(&f->c, "w", "ready", 2, 30000));
@@ -107,13 +87,12 @@ static void assert_recovered(fx_t *f)
 
 static void test_stdout_flood_is_truncated_and_sandbox_removed(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     json_t *r =
-        hostile(f, json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes floodfloodflood",
-                             "max_output", 1 << 20, "timeout_ms", 20000));
+        hostile(f, "flood",
+                json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes floodfloodflood",
+                          "max_output", 1 << 20, "timeout_ms", 20000));
     json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("flood: %s", th_msg(r));
     assert_true(json_is_true(json_object_get(res, "truncated")));
     assert_true(json_string_length(json_object_get(res, "stdout")) <= (1u << 20));
     json_decref(r);
@@ -122,13 +101,12 @@ static void test_stdout_flood_is_truncated_and_sandbox_removed(void **state)
 
 static void test_stdout_and_stderr_flood_is_truncated(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     json_t *r =
-        hostile(f, json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes out & yes err >&2",
-                             "max_output", 1 << 20, "timeout_ms", 20000));
+        hostile(f, "flood",
+                json_pack("{s:[s,s,s], s:i, s:i}", "argv", "sh", "-c", "yes out & yes err >&2",
+                          "max_output", 1 << 20, "timeout_ms", 20000));
     json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("flood: %s", th_msg(r));
     assert_true(json_is_true(json_object_get(res, "truncated")));
     json_decref(r);
     assert_recovered(f);
@@ -136,13 +114,12 @@ static void test_stdout_and_stderr_flood_is_truncated(void **state)
 
 static void test_streamed_flood_reaches_client_bounded(void **state)
 {
-    fx_t *f = *state;
-    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i, s:i, s:b}", "argv", "sh", "-c",
-                                     "yes streamstreamstream | head -c 50000000", "max_output",
-                                     1 << 20, "timeout_ms", 20000, "stream", 1));
+    th_fx_t *f = *state;
+    json_t *r = hostile(f, "streamed flood",
+                        json_pack("{s:[s,s,s], s:i, s:i, s:b}", "argv", "sh", "-c",
+                                  "yes streamstreamstream | head -c 50000000", "max_output",
+                                  1 << 20, "timeout_ms", 20000, "stream", 1));
     json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("streamed flood: %s", th_msg(r));
     assert_true(json_is_true(json_object_get(res, "truncated")));
     /* What was streamed is bounded by max_output too. */
     size_t i, streamed = 0;
@@ -163,12 +140,10 @@ static void test_streamed_flood_reaches_client_bounded(void **state)
 
 static void test_hanging_workload_times_out_and_sandbox_removed(void **state)
 {
-    fx_t *f = *state;
-    json_t *r =
-        hostile(f, json_pack("{s:[s,s], s:i}", "argv", "sleep", "3600", "timeout_ms", 1500));
+    th_fx_t *f = *state;
+    json_t *r = hostile(f, "hang",
+                        json_pack("{s:[s,s], s:i}", "argv", "sleep", "3600", "timeout_ms", 1500));
     json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("hang: %s", th_msg(r));
     assert_true(json_is_true(json_object_get(res, "timed_out")));
     json_decref(r);
     assert_recovered(f);
@@ -176,26 +151,23 @@ static void test_hanging_workload_times_out_and_sandbox_removed(void **state)
 
 static void test_hang_with_output_held_open_by_a_child_times_out(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     /* The command exits at once, but a background child keeps stdout open
      * and silent: the exec must still end at its timeout. */
-    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c",
-                                     "sleep 3600 & echo started", "timeout_ms", 1500));
-    json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("held output: %s", th_msg(r));
+    json_t *r = hostile(f, "held output",
+                        json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c",
+                                  "sleep 3600 & echo started", "timeout_ms", 1500));
     json_decref(r);
     assert_recovered(f);
 }
 
 static void test_busy_loop_workload_times_out(void **state)
 {
-    fx_t *f = *state;
-    json_t *r = hostile(f, json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c", "while :; do :; done",
-                                     "timeout_ms", 1500));
+    th_fx_t *f = *state;
+    json_t *r = hostile(f, "busy loop",
+                        json_pack("{s:[s,s,s], s:i}", "argv", "sh", "-c", "while :; do :; done",
+                                  "timeout_ms", 1500));
     json_t *res = json_object_get(r, "result");
-    if (!res)
-        fail_msg("busy loop: %s", th_msg(r));
     assert_true(json_is_true(json_object_get(res, "timed_out")));
     json_decref(r);
     assert_recovered(f);
@@ -212,15 +184,16 @@ int main(int argc, char **argv)
         thaw_test_require_root();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stdout_flood_is_truncated_and_sandbox_removed, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_stdout_and_stderr_flood_is_truncated, setup, teardown),
+                                        th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stdout_and_stderr_flood_is_truncated, setup,
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_streamed_flood_reaches_client_bounded, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hanging_workload_times_out_and_sandbox_removed, setup,
-                                        teardown),
+                                        th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hang_with_output_held_open_by_a_child_times_out, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_busy_loop_workload_times_out, setup, teardown),
+                                        th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_loop_workload_times_out, setup, th_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -384,25 +384,33 @@ json_t *th_ok(th_conn_t *c, const char *method, json_t *params)
     return res;
 }
 
+/* Template name's entry in pool.status, read from *rep (owned by the caller,
+ * NULL if thawd did not answer). */
+static json_t *pool_status(th_conn_t *c, const char *name, json_t **rep)
+{
+    *rep = th_call(c, "pool.status", json_pack("{s:s}", "name", name));
+    return json_array_get(json_object_get(json_object_get(*rep, "result"), "pools"), 0);
+}
+
+/* An integer of a JSON object as a long, -1 if it is missing. */
+static long int_or_minus1(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (long)json_integer_value(v) : -1;
+}
+
 long th_pool_get(th_conn_t *c, const char *name, const char *key)
 {
-    json_t *rep = th_call(c, "pool.status", json_pack("{s:s}", "name", name));
-    long v = -1;
-    json_t *p = json_array_get(json_object_get(json_object_get(rep, "result"), "pools"), 0);
-    if (p && json_is_integer(json_object_get(p, key)))
-        v = (long)json_integer_value(json_object_get(p, key));
+    json_t *rep;
+    long v = int_or_minus1(pool_status(c, name, &rep), key);
     json_decref(rep);
     return v;
 }
 
 long th_counter(th_conn_t *c, const char *name, const char *key)
 {
-    json_t *rep = th_call(c, "pool.status", json_pack("{s:s}", "name", name));
-    long v = -1;
-    json_t *p = json_array_get(json_object_get(json_object_get(rep, "result"), "pools"), 0);
-    json_t *k = json_object_get(json_object_get(p, "counters"), key);
-    if (json_is_integer(k))
-        v = (long)json_integer_value(k);
+    json_t *rep;
+    long v = int_or_minus1(json_object_get(pool_status(c, name, &rep), "counters"), key);
     json_decref(rep);
     return v;
 }

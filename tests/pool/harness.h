@@ -113,6 +113,33 @@ void th_skip_unless_tier(th_daemon_t *d, th_conn_t *c, const char *tier);
  * the test with thawd's reason; -1 with the reason printed otherwise.
  */
 int th_create_or_skip(th_daemon_t *d, th_conn_t *c, json_t *params);
+/*
+ * A pool fixture's set-up: start thawd with args, connect c, create the
+ * template params describe (stolen; skips as th_create_or_skip does) and
+ * wait up to timeout_ms until `ready` of its sandboxes are ready.  Returns 0
+ * or -1 (the reason printed).
+ */
+int th_start_pool(th_daemon_t *d, th_conn_t *c, const char *const *args, json_t *params, long ready,
+                  int timeout_ms);
+
+/*
+ * The fixture of a test against one thawd and one pool: the daemon, a
+ * connection, and thawd's resident memory (KiB) and descriptors once the
+ * pool was ready, the baseline a fault test compares with afterwards.
+ */
+typedef struct th_fx {
+    th_daemon_t d;
+    th_conn_t c;
+    long rss0;
+    int fds0;
+} th_fx_t;
+
+/* A cmocka set-up: *state becomes a new th_fx_t brought up by
+ * th_start_pool (params stolen), with its baseline.  Returns 0 or -1. */
+int th_fx_setup(void **state, const char *const *args, json_t *params, long ready, int timeout_ms);
+/* A cmocka teardown of a th_fx_t: th_finish, then free it.  Returns 0 if
+ * thawd exited cleanly, else -1. */
+int th_fx_teardown(void **state);
 
 /*
  * A well-behaved client (harness_good.c): its own connection running

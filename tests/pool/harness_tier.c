@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Per-tier set-up for tests that run one body against the process, sentry
- * and vm tiers through a real thawd: the daemon's arguments, a template's
- * parameters, and a skip with thawd's own reason when the tier cannot run
- * on this machine (so a test without root or KVM says why instead of
- * failing).  See harness.h.
+ * Set-up of a test's thawd and pool, for tests that run one body against
+ * the process, sentry and vm tiers: the daemon's arguments, a template's
+ * parameters, a skip with thawd's own reason when the tier cannot run on
+ * this machine (so a test without root or KVM says why instead of failing),
+ * and a fixture's start up to a ready pool.  See harness.h.
  */
 #include "harness.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testlib.h"
@@ -86,4 +87,50 @@ int th_create_or_skip(th_daemon_t *d, th_conn_t *c, json_t *params)
     }
     json_decref(r);
     return 0;
+}
+
+int th_start_pool(th_daemon_t *d, th_conn_t *c, const char *const *args, json_t *params, long ready,
+                  int timeout_ms)
+{
+    if (th_start(d, args) < 0 || th_connect(c, d->sock) < 0) {
+        json_decref(params);
+        return -1;
+    }
+    const char *n = json_string_value(json_object_get(params, "name"));
+    char name[128];
+    snprintf(name, sizeof(name), "%s", n ? n : "");
+    if (th_create_or_skip(d, c, params) < 0)
+        return -1;
+    if (!th_wait_pool(c, name, "ready", ready, timeout_ms)) {
+        fprintf(stderr, "template %s: %ld sandboxes not ready within %d ms\n", name, ready,
+                timeout_ms);
+        return -1;
+    }
+    return 0;
+}
+
+int th_fx_setup(void **state, const char *const *args, json_t *params, long ready, int timeout_ms)
+{
+    th_fx_t *f = calloc(1, sizeof(*f));
+    *state = f;
+    if (!f) {
+        json_decref(params);
+        return -1;
+    }
+    f->c.fd = -1; /* th_finish may close it before it was connected */
+    if (th_start_pool(&f->d, &f->c, args, params, ready, timeout_ms) < 0)
+        return -1;
+    f->rss0 = th_rss_kb(&f->d);
+    f->fds0 = th_fd_count(&f->d);
+    return 0;
+}
+
+int th_fx_teardown(void **state)
+{
+    th_fx_t *f = *state;
+    if (!f)
+        return -1;
+    int rc = th_finish(&f->d, &f->c);
+    free(f);
+    return rc;
 }

@@ -28,12 +28,7 @@
 static const char *const proc_tier[] = {"--enable-process-tier", "--no-default-templates",
                                         "--health-interval", "50", NULL};
 
-typedef struct fx {
-    th_daemon_t d;
-    th_conn_t c;
-} fx_t;
-
-static int fx_start(fx_t *f, const char *const *extra)
+static int fx_start(th_fx_t *f, const char *const *extra)
 {
     const char *args[32];
     int n = 0;
@@ -47,19 +42,23 @@ static int fx_start(fx_t *f, const char *const *extra)
     return th_connect(&f->c, f->d.sock);
 }
 
-static int setup(void **state)
+/* Stop this test's thawd (it must exit cleanly) and start it again on the
+ * same store with extra arguments. */
+static void fx_restart(th_fx_t *f, const char *const *extra)
 {
-    fx_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    return fx_start(f, NULL);
+    th_close(&f->c);
+    assert_int_equal(th_stop(&f->d), 0);
+    assert_int_equal(fx_start(f, extra), 0);
 }
 
-static int teardown(void **state)
+static int setup(void **state)
 {
-    fx_t *f = *state;
-    int rc = th_finish(&f->d, &f->c);
-    free(f);
-    return rc;
+    th_fx_t *f = calloc(1, sizeof(*f));
+    *state = f;
+    if (!f)
+        return -1;
+    f->c.fd = -1;
+    return fx_start(f, NULL);
 }
 
 static void create_tpl(th_conn_t *c, const char *name, int min_ready, int max_ready, int max_total)
@@ -78,7 +77,7 @@ static json_t *run(th_conn_t *c, const char *tpl, const char *cmd)
 
 static void test_min_ready_kept(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 3, 4, 10);
     assert_true(th_wait_pool(&f->c, "t", "ready", 3, 10000));
     json_t *a = th_ok(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "t"));
@@ -94,7 +93,7 @@ static void test_min_ready_kept(void **state)
 
 static void test_prewarm_reached(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 0, 6, 10);
     json_t *r = th_ok(&f->c, "pool.prewarm",
                       json_pack("{s:s, s:i, s:i, s:i}", "name", "t", "count", 5, "window_ms", 1500,
@@ -116,7 +115,7 @@ static void test_prewarm_reached(void **state)
  * max_ready below it, so a pool configured to hold none still held some. */
 static void test_prewarm_capped_by_lowered_max_ready(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 0, 6, 10);
     json_decref(th_ok(&f->c, "pool.prewarm",
                       json_pack("{s:s, s:i, s:i}", "name", "t", "count", 4, "window_ms", 60000)));
@@ -131,7 +130,7 @@ static void test_prewarm_capped_by_lowered_max_ready(void **state)
 
 static void test_hit_vs_miss(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 0, 2, 10);
     json_t *r = run(&f->c, "t", "echo miss");
     assert_false(json_is_true(json_object_get(r, "hit")));
@@ -157,11 +156,9 @@ static void test_hit_vs_miss(void **state)
 
 static void test_capacity_global_cap(void **state)
 {
-    fx_t *f = *state;
-    th_close(&f->c);
-    assert_int_equal(th_stop(&f->d), 0);
+    th_fx_t *f = *state;
     const char *args[] = {"--max-sandboxes", "2", NULL};
-    assert_int_equal(fx_start(f, args), 0);
+    fx_restart(f, args);
     create_tpl(&f->c, "t", 0, 2, 10);
     json_decref(th_ok(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "t")));
     json_decref(th_ok(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "t")));
@@ -177,7 +174,7 @@ static void test_capacity_global_cap(void **state)
 
 static void test_capacity_max_total(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 0, 1, 1);
     json_decref(th_ok(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "t")));
     json_t *rep = th_call(&f->c, "sandbox.acquire", json_pack("{s:s}", "template", "t"));
@@ -188,11 +185,9 @@ static void test_capacity_max_total(void **state)
 
 static void test_capacity_memory_budget(void **state)
 {
-    fx_t *f = *state;
-    th_close(&f->c);
-    assert_int_equal(th_stop(&f->d), 0);
+    th_fx_t *f = *state;
     const char *args[] = {"--memory-budget", "300", NULL};
-    assert_int_equal(fx_start(f, args), 0);
+    fx_restart(f, args);
     json_decref(th_ok(&f->c, "template.create",
                       json_pack("{s:s, s:s, s:i, s:i}", "name", "big", "tier", "process",
                                 "memory_mb", 256, "min_ready", 0)));
@@ -218,7 +213,7 @@ static bool is_agent_of(pid_t pid, const th_daemon_t *d)
 
 static void test_dying_sandbox_replaced(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 2, 2, 10);
     assert_true(th_wait_pool(&f->c, "t", "ready", 2, 10000));
     pid_t kids[64];
@@ -243,7 +238,7 @@ static void test_dying_sandbox_replaced(void **state)
 
 static void test_hung_sandbox_replaced(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 1, 1, 10);
     assert_true(th_wait_pool(&f->c, "t", "ready", 1, 10000));
     /* A stopped agent is alive but never answers: the periodic ping finds it. */
@@ -264,7 +259,7 @@ static void test_hung_sandbox_replaced(void **state)
 
 static void test_never_reused(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     create_tpl(&f->c, "t", 1, 2, 10);
     /* $PPID inside the command is the sandbox's agent. */
     long pids[4];
@@ -288,7 +283,7 @@ static void test_never_reused(void **state)
 
 static void test_restart_reloads_templates(void **state)
 {
-    fx_t *f = *state;
+    th_fx_t *f = *state;
     json_decref(th_ok(&f->c, "template.create",
                       json_pack("{s:s, s:s, s:i, s:i, s:i, s:[s]}", "name", "keep", "tier",
                                 "process", "min_ready", 1, "max_total", 7, "memory_mb", 64,
@@ -339,17 +334,18 @@ int main(void)
     if (!getenv("THAWD"))
         thaw_test_skip("$THAWD is not set: run through meson test");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_min_ready_kept, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prewarm_reached, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prewarm_capped_by_lowered_max_ready, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hit_vs_miss, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_capacity_global_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_capacity_max_total, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_capacity_memory_budget, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dying_sandbox_replaced, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hung_sandbox_replaced, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_never_reused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_reloads_templates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_ready_kept, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prewarm_reached, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prewarm_capped_by_lowered_max_ready, setup,
+                                        th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hit_vs_miss, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_global_cap, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_max_total, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_memory_budget, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dying_sandbox_replaced, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hung_sandbox_replaced, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_never_reused, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_reloads_templates, setup, th_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
