@@ -120,27 +120,34 @@ static void make_snapshot(const char *dir, unsigned char *img)
         fail_msg("%s", err.msg);
 }
 
+/* Open the snapshot in dir, attach its memory lazily (options o, may be
+ * NULL) and build a VM over region 0; skips where KVM cannot build one. */
+static void lazy_vm(const char *dir, const snap_mem_opts_t *o, snap_t **snap, snap_mem_t **mem,
+                    struct vm *v)
+{
+    thaw_err_t err;
+    assert_int_equal(snap_open(dir, snap, &err), 0);
+    assert_int_equal(snap_mem_attach(*snap, SNAP_ENGINE_LAZY, o, mem, &err), 0);
+    snap_region_t r;
+    snap_mem_region(*mem, 0, &r);
+    int rc = vm_create(v, r.host);
+    if (rc < 0)
+        thaw_test_skip("cannot set up a KVM guest here: %s", strerror(-rc));
+}
+
 static void test_vcpu_faults_are_served(void **state)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/kvm-ok", root);
     unsigned char *img = malloc(MEM_SIZE);
     make_snapshot(dir, img);
-    thaw_err_t err;
     snap_t *snap;
-    assert_int_equal(snap_open(dir, &snap, &err), 0);
     snap_mem_t *mem;
-    assert_int_equal(snap_mem_attach(snap, SNAP_ENGINE_LAZY, NULL, &mem, &err), 0);
-    snap_region_t r;
-    snap_mem_region(mem, 0, &r);
     struct vm v;
-    int rc = vm_create(&v, r.host);
-    if (rc < 0)
-        thaw_test_skip("cannot set up a KVM guest here: %s", strerror(-rc));
+    lazy_vm(dir, NULL, &snap, &mem, &v);
     unsigned got = 0;
     for (unsigned a = FIRST; a < LAST; a += STEP) {
-        rc = run_vcpu(v.vcpu);
-        if (rc < 0)
+        if (run_vcpu(v.vcpu) < 0)
             fail_msg("KVM_RUN: %s", strerror(errno));
         if (v.run->exit_reason != KVM_EXIT_IO)
             thaw_test_skip("this KVM does not run a real-mode guest (exit %u)", v.run->exit_reason);
@@ -185,24 +192,17 @@ static void test_vcpu_stops_at_corrupt_chunk(void **state)
     assert_int_equal(pwrite(fd, &x, 1, (off_t)(t[bad].offset + t[bad].stored_len - 1)), 1);
     close(fd);
     free(t);
-    thaw_err_t err;
-    snap_t *snap;
-    assert_int_equal(snap_open(dir, &snap, &err), 0);
     snap_mem_opts_t o = {.on_error = on_error};
+    snap_t *snap;
     snap_mem_t *mem;
-    assert_int_equal(snap_mem_attach(snap, SNAP_ENGINE_LAZY, &o, &mem, &err), 0);
-    snap_region_t r;
-    snap_mem_region(mem, 0, &r);
     struct vm v;
-    int rc = vm_create(&v, r.host);
-    if (rc < 0)
-        thaw_test_skip("cannot set up a KVM guest here: %s", strerror(-rc));
+    lazy_vm(dir, &o, &snap, &mem, &v);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(run_vcpu(v.vcpu), 0);
         if (v.run->exit_reason != KVM_EXIT_IO)
             thaw_test_skip("this KVM does not run a real-mode guest (exit %u)", v.run->exit_reason);
     }
-    rc = run_vcpu(v.vcpu);
+    int rc = run_vcpu(v.vcpu);
     int e = errno;
     /* Two ways KVM reports the failed access, both without the guest
      * seeing wrong bytes: KVM_RUN fails with EFAULT (the access went
@@ -218,6 +218,7 @@ static void test_vcpu_stops_at_corrupt_chunk(void **state)
         assert_int_equal(e, EFAULT);
     }
     assert_int_equal(errors, 1);
+    thaw_err_t err;
     assert_int_equal(snap_mem_error(mem, &err), -EBADMSG);
     vm_destroy(&v);
     snap_mem_destroy(mem);
