@@ -107,14 +107,7 @@ static void run_hostile(th_fx_t *f, const char *cmd, bool stream)
     }
     json_decref(r);
     /* What was streamed to the client is bounded by max_output too. */
-    size_t k, streamed = 0;
-    json_t *n;
-    json_array_foreach (f->c.notes, k, n) {
-        json_t *p = json_object_get(n, "params");
-        json_t *d = json_object_get(p, "data");
-        json_t *d64 = json_object_get(p, "data_base64");
-        streamed += d ? json_string_length(d) : d64 ? json_string_length(d64) * 3 / 4 : 0;
-    }
+    size_t streamed = th_streamed_bytes(&f->c);
     if (stream)
         fprintf(stderr, "  streamed %zu bytes in %zu notifications\n", streamed,
                 json_array_size(f->c.notes));

@@ -122,14 +122,7 @@ static void test_streamed_flood_reaches_client_bounded(void **state)
     json_t *res = json_object_get(r, "result");
     assert_true(json_is_true(json_object_get(res, "truncated")));
     /* What was streamed is bounded by max_output too. */
-    size_t i, streamed = 0;
-    json_t *n;
-    json_array_foreach (f->c.notes, i, n) {
-        json_t *p = json_object_get(n, "params");
-        json_t *d = json_object_get(p, "data");
-        json_t *d64 = json_object_get(p, "data_base64");
-        streamed += d ? json_string_length(d) : d64 ? json_string_length(d64) * 3 / 4 : 0;
-    }
+    size_t streamed = th_streamed_bytes(&f->c);
     fprintf(stderr, "  streamed %zu bytes in %zu notifications\n", streamed,
             json_array_size(f->c.notes));
     assert_true(streamed <= (1u << 20) + 4096);

@@ -359,6 +359,19 @@ json_t *th_call(th_conn_t *c, const char *method, json_t *params)
     }
 }
 
+size_t th_streamed_bytes(const th_conn_t *c)
+{
+    size_t k, streamed = 0;
+    json_t *n;
+    json_array_foreach (c->notes, k, n) {
+        json_t *p = json_object_get(n, "params");
+        json_t *d = json_object_get(p, "data");
+        json_t *d64 = json_object_get(p, "data_base64");
+        streamed += d ? json_string_length(d) : d64 ? json_string_length(d64) * 3 / 4 : 0;
+    }
+    return streamed;
+}
+
 int th_code(json_t *reply)
 {
     json_t *e = json_object_get(reply, "error");

@@ -76,6 +76,9 @@ json_t *th_recv(th_conn_t *c, int timeout_ms);
 json_t *th_call(th_conn_t *c, const char *method, json_t *params);
 /* th_call that requires success: returns the result (owned); fails the test otherwise. */
 json_t *th_ok(th_conn_t *c, const char *method, json_t *params);
+/* Bytes of output the notifications in c->notes carried (a streamed
+ * sandbox.run's `data`, or `data_base64` by its decoded length). */
+size_t th_streamed_bytes(const th_conn_t *c);
 /* The error code of a reply, 0 if it has none. */
 int th_code(json_t *reply);
 /* The error message of a reply, "" if none. */

@@ -211,6 +211,14 @@ static bool is_agent_of(pid_t pid, const th_daemon_t *d)
     return ok;
 }
 
+/* Within 10 s, template tpl counts exactly one sandbox as died. */
+static void assert_one_died(th_fx_t *f, const char *tpl)
+{
+    for (int i = 0; i < 500 && th_counter(&f->c, tpl, "died") < 1; i++)
+        usleep(20000);
+    assert_int_equal(th_counter(&f->c, tpl, "died"), 1);
+}
+
 static void test_dying_sandbox_replaced(void **state)
 {
     th_fx_t *f = *state;
@@ -224,9 +232,7 @@ static void test_dying_sandbox_replaced(void **state)
             killed = 1;
     assert_int_equal(killed, 1);
     /* Detected (died counted), removed, and the pool refilled to min_ready. */
-    for (int i = 0; i < 500 && th_counter(&f->c, "t", "died") < 1; i++)
-        usleep(20000);
-    assert_int_equal(th_counter(&f->c, "t", "died"), 1);
+    assert_one_died(f, "t");
     assert_true(th_wait_pool(&f->c, "t", "ready", 2, 10000));
     /* Nobody is handed the dead one. */
     for (int i = 0; i < 3; i++) {
@@ -248,9 +254,7 @@ static void test_hung_sandbox_replaced(void **state)
         if (is_agent_of(kids[i], &f->d) && kill(kids[i], SIGSTOP) == 0)
             stopped = 1;
     assert_int_equal(stopped, 1);
-    for (int i = 0; i < 500 && th_counter(&f->c, "t", "died") < 1; i++)
-        usleep(20000);
-    assert_int_equal(th_counter(&f->c, "t", "died"), 1);
+    assert_one_died(f, "t");
     assert_true(th_wait_pool(&f->c, "t", "ready", 1, 10000));
     json_t *r = run(&f->c, "t", "echo fresh");
     assert_string_equal(json_string_value(json_object_get(r, "stdout")), "fresh\n");
