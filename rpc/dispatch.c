@@ -187,16 +187,18 @@ void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn do
 void rpc__conn_cancel(rpc_conn_t *c)
 {
     unsigned n = 0;
+    /* First drop work still queued behind busy workers (after_work_cb then
+     * sees UV_ECANCELED; for work already running uv_cancel fails with
+     * UV_EBUSY), so that no worker freed by the second pass picks one up. */
+    for (rpc_req_t *r = c->reqs; r; r = r->cnext)
+        if (r->cancel)
+            uv_cancel((uv_req_t *)&r->work);
+    /* Then the running ones: the token kills the command and wakes the worker. */
     for (rpc_req_t *r = c->reqs; r; r = r->cnext) {
-        if (!r->cancel)
-            continue;
-        /* Running: the token kills its command and wakes its worker.  Still
-         * queued behind busy workers: uv_cancel drops it (after_work_cb then
-         * sees UV_ECANCELED); when it is already running, uv_cancel fails
-         * harmlessly with UV_EBUSY. */
-        pool_cancel(r->cancel);
-        uv_cancel((uv_req_t *)&r->work);
-        n++;
+        if (r->cancel) {
+            pool_cancel(r->cancel);
+            n++;
+        }
     }
     if (n == 0)
         return;
