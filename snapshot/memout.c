@@ -1,22 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * memory.bin output stream: the writer appends chunk payloads in file order
- * and this file turns them into a few large, aligned writes that run while
+ * and this file turns them into large writes that run on an io_uring while
  * the writer compresses the next batch.
  *
  * Why not plain buffered pwritev: a fresh snapshot is gigabytes written
  * once, and pushing it through the page cache costs a page allocation and a
  * copy per 4 KiB in the kernel, serialised on the inode lock, plus a long
- * fsync at the end.  On the reference machine (a VM whose freed memory goes
- * back to the host) that capped the writer at 0.2-0.6 GB/s while the disk
+ * fsync at the end.  On the reference machine (a VM where touching a fresh
+ * page costs ~5 us) that capped the writer at 0.2-0.6 GB/s while the disk
  * takes 1.5-2.5 GB/s with O_DIRECT.  So when the file system reports direct
- * I/O alignment (statx STATX_DIOALIGN) the file is written with O_DIRECT
- * from page-aligned staging buffers; otherwise, or when the caller asks to
- * keep the file in the page cache, through the page cache with writeback
- * started as each buffer completes (sync_file_range) so the final fsync is
- * short.  Either way up to SNAP__OUT_BUFS buffers are in flight on an
- * io_uring (synchronous pwrite when io_uring is unavailable), and the bytes
- * in the file are the same.
+ * I/O alignment (statx STATX_DIOALIGN) the file is written with O_DIRECT;
+ * otherwise, or when the caller asks to keep the file in the page cache,
+ * through the page cache with writeback started as each write completes
+ * (sync_file_range) so the final fsync is short.
+ *
+ * Two kinds of appends:
+ *  - copied (lz4 output, short raw runs): into small page-aligned staging
+ *    buffers, written when full;
+ *  - in place (long runs of raw chunks): written straight from the caller's
+ *    memory, no copy.  O_DIRECT needs the file offset aligned, so the staged
+ *    bytes before such a run are padded with zeros up to the file system's
+ *    DIO alignment (at most 511 bytes on the usual 512).  Readers never look
+ *    between chunks (docs/snapshot-format.md), so the padding is invisible.
+ * Synchronous pwrite replaces io_uring where it is not available (some
+ * container seccomp profiles refuse io_uring_setup).
  */
 #include "snapshot/snap-int.h"
 
@@ -29,44 +37,50 @@
 
 #include "common/log.h"
 
-/* Offsets and lengths of direct writes are multiples of this (a page; every
- * file system that reports DIO alignment asks for this or less). */
-#define ALIGN 4096u
+/* A piece written straight from the caller's memory, at most. */
+#define DIRECT_MAX (8u << 20)
+/* Staging buffers are page-aligned and a page multiple, so they satisfy any
+ * DIO alignment up to this; larger requirements mean no O_DIRECT. */
+#define ALIGN_MAX  4096u
 
-static bool dio_possible(int fd)
+static uint32_t dio_align(int fd, uint32_t *mem_align)
 {
     struct statx stx;
     if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0 || !(stx.stx_mask & STATX_DIOALIGN))
-        return false;
-    return stx.stx_dio_offset_align && stx.stx_dio_mem_align &&
-           ALIGN % stx.stx_dio_offset_align == 0 && ALIGN % stx.stx_dio_mem_align == 0;
-}
-
-int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err)
-{
-    *o = (snap__out_t){.fd = fd, .cur_off = start, .start = start};
-    if (start % ALIGN)
-        return thaw_err_set(err, EINVAL, SNAP_MEMORY_FILE ": data offset %llu is not aligned",
-                            (unsigned long long)start);
-    /* One mapping for all buffers: page-aligned, as O_DIRECT wants. */
-    void *m = mmap(NULL, (size_t)SNAP__OUT_BUFS * SNAP__OUT_BUF_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": staging buffers");
-    o->mem = m;
-    if (!buffered && dio_possible(fd)) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0)
-            o->direct = true;
-    }
-    o->ring_ok = io_uring_queue_init(SNAP__OUT_BUFS, &o->ring, 0) == 0;
-    thaw_debug("snap", "memout", "direct=%d uring=%d", o->direct, o->ring_ok);
-    return 0;
+        return 0;
+    uint32_t off = stx.stx_dio_offset_align, mem = stx.stx_dio_mem_align;
+    if (!off || !mem || off > ALIGN_MAX || mem > ALIGN_MAX || ALIGN_MAX % off || ALIGN_MAX % mem)
+        return 0;
+    *mem_align = mem;
+    return off;
 }
 
 static char *buf(snap__out_t *o, unsigned i)
 {
     return o->mem + (size_t)i * SNAP__OUT_BUF_SIZE;
+}
+
+int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err)
+{
+    *o = (snap__out_t){.fd = fd, .cur_off = start, .align = 1, .mem_align = 1};
+    if (start % ALIGN_MAX)
+        return thaw_err_set(err, EINVAL, SNAP_MEMORY_FILE ": data offset %llu is not aligned",
+                            (unsigned long long)start);
+    void *m = mmap(NULL, (size_t)SNAP__OUT_BUFS * SNAP__OUT_BUF_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": staging buffers");
+    o->mem = m;
+    uint32_t mem_align = 0, align = buffered ? 0 : dio_align(fd, &mem_align);
+    int fl;
+    if (align && (fl = fcntl(fd, F_GETFL)) >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
+        o->direct = true;
+        o->align = align;
+        o->mem_align = mem_align;
+    }
+    o->ring_ok = io_uring_queue_init(SNAP__OUT_QD, &o->ring, 0) == 0;
+    thaw_debug("snap", "memout", "direct=%d align=%u uring=%d", o->direct, o->align, o->ring_ok);
+    return 0;
 }
 
 static int write_error(snap__out_t *o, int e, uint64_t off, thaw_err_t *err)
@@ -76,8 +90,8 @@ static int write_error(snap__out_t *o, int e, uint64_t off, thaw_err_t *err)
     return thaw_err_sys(err, e, SNAP_MEMORY_FILE ": write at %llu", (unsigned long long)off);
 }
 
-/* The bytes of a completed buffer are on their way to disk: start their
- * writeback now (page cache path only) so the final fsync has little left. */
+/* Written bytes go to disk: start their writeback now (page cache path
+ * only) so the final fsync has little left to do. */
 static void writeback(snap__out_t *o, uint64_t off, size_t len)
 {
     if (!o->direct)
@@ -104,17 +118,20 @@ static int pwrite_all(snap__out_t *o, const char *p, size_t len, uint64_t off, t
     return 0;
 }
 
-static void submit(snap__out_t *o, unsigned i)
+static void submit(snap__out_t *o, unsigned slot)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&o->ring); /* never NULL: one per buffer */
-    const struct snap__out_io *io = &o->io[i];
-    io_uring_prep_write(sqe, o->fd, buf(o, i) + io->done, (unsigned)(io->len - io->done),
+    const struct snap__out_io *io = &o->io[slot];
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&o->ring); /* never NULL: one per slot */
+    io_uring_prep_write(sqe, o->fd, io->p + io->done, (unsigned)(io->len - io->done),
                         io->off + io->done);
-    io_uring_sqe_set_data64(sqe, i);
+    io_uring_sqe_set_data64(sqe, slot);
+    io_uring_submit(&o->ring);
 }
 
 static void retire(snap__out_t *o, struct snap__out_io *io)
 {
+    if (io->buf >= 0)
+        o->buf_busy[io->buf] = false;
     io->busy = false;
     o->inflight--;
 }
@@ -128,17 +145,17 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
         r = io_uring_wait_cqe(&o->ring, &cqe);
     while (r == -EINTR);
     if (r < 0) {
-        /* The ring itself failed: nothing more will complete.  Buffers still
-         * pinned by the kernel stay valid until it drops them. */
-        o->inflight = 0;
-        for (unsigned i = 0; i < SNAP__OUT_BUFS; i++)
-            o->io[i].busy = false;
+        /* The ring itself failed: nothing more will complete.  Memory still
+         * pinned by the kernel stays valid until it lets go. */
+        for (unsigned i = 0; i < SNAP__OUT_QD; i++)
+            if (o->io[i].busy)
+                retire(o, &o->io[i]);
         return write_error(o, -r, o->cur_off, err);
     }
-    unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
+    unsigned slot = (unsigned)io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&o->ring, cqe);
-    struct snap__out_io *io = &o->io[i];
+    struct snap__out_io *io = &o->io[slot];
     if (res == -EINTR || res == -EAGAIN) {
         res = 0; /* retry the same range */
     } else if (res < 0 || (res == 0 && io->done < io->len)) {
@@ -147,8 +164,7 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
     }
     io->done += (size_t)res;
     if (io->done < io->len && !o->error) {
-        submit(o, i);
-        io_uring_submit(&o->ring);
+        submit(o, slot);
         return 0;
     }
     retire(o, io);
@@ -156,42 +172,56 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
     return 0;
 }
 
-/* Send buffer cur (fill bytes, padded with zeros to ALIGN for O_DIRECT;
- * the file is cut to its real size at the end) and move to the next one. */
+/* Write len bytes at p to off: queued on the ring (p must stay valid until
+ * it completes; buf says which staging buffer it is, or -1), or at once. */
+static int issue(snap__out_t *o, const char *p, size_t len, uint64_t off, int buf, thaw_err_t *err)
+{
+    if (!o->ring_ok)
+        return pwrite_all(o, p, len, off, err);
+    unsigned slot = SNAP__OUT_QD;
+    for (;;) {
+        for (unsigned i = 0; i < SNAP__OUT_QD && slot == SNAP__OUT_QD; i++)
+            if (!o->io[i].busy)
+                slot = i;
+        if (slot < SNAP__OUT_QD)
+            break;
+        int r = reap_one(o, err);
+        if (r < 0)
+            return r;
+    }
+    o->io[slot] = (struct snap__out_io){.busy = true, .buf = buf, .p = p, .off = off, .len = len};
+    if (buf >= 0)
+        o->buf_busy[buf] = true;
+    o->inflight++;
+    submit(o, slot);
+    return 0;
+}
+
+/* Write the staged bytes (padded with zeros to the DIO alignment; the pad
+ * stays in the file, or is cut off by finish at the end) and move on to an
+ * idle staging buffer. */
 static int flush(snap__out_t *o, thaw_err_t *err)
 {
     if (o->fill == 0)
         return 0;
-    size_t len = o->fill;
-    if (o->direct && len % ALIGN) {
-        size_t pad = ALIGN - len % ALIGN;
-        memset(buf(o, o->cur) + len, 0, pad);
-        len += pad;
-    }
-    int r;
-    if (!o->ring_ok) {
-        r = pwrite_all(o, buf(o, o->cur), len, o->cur_off, err);
-    } else {
-        o->io[o->cur] = (struct snap__out_io){.busy = true, .off = o->cur_off, .len = len};
-        o->inflight++;
-        submit(o, o->cur);
-        io_uring_submit(&o->ring);
-        r = 0;
-    }
+    size_t pad = o->fill % o->align ? o->align - o->fill % o->align : 0;
+    memset(buf(o, o->cur) + o->fill, 0, pad);
+    int r = issue(o, buf(o, o->cur), o->fill + pad, o->cur_off, (int)o->cur, err);
     o->cur_off += o->fill;
+    o->pad = pad;
     o->fill = 0;
     o->cur = (o->cur + 1) % SNAP__OUT_BUFS;
-    /* The next buffer must be idle before it is filled again. */
-    while (r == 0 && o->ring_ok && o->io[o->cur].busy)
+    while (r == 0 && o->buf_busy[o->cur])
         r = reap_one(o, err);
     return r;
 }
 
-int snap__out_append(snap__out_t *o, const void *p, size_t len, thaw_err_t *err)
+int snap__out_append(snap__out_t *o, const void *p, size_t len, uint64_t *off, thaw_err_t *err)
 {
-    const char *s = p;
     if (o->error)
         return o->error;
+    *off = o->cur_off + o->fill;
+    const char *s = p;
     while (len) {
         size_t n = SNAP__OUT_BUF_SIZE - o->fill;
         if (n > len)
@@ -207,10 +237,35 @@ int snap__out_append(snap__out_t *o, const void *p, size_t len, thaw_err_t *err)
     return 0;
 }
 
+int snap__out_append_inplace(snap__out_t *o, const void *p, size_t len, uint64_t *off,
+                             thaw_err_t *err)
+{
+    if (o->error)
+        return o->error;
+    if ((uintptr_t)p % o->mem_align || len % o->align)
+        return snap__out_append(o, p, len, off, err); /* cannot go direct: copy */
+    int r = flush(o, err);
+    if (r < 0)
+        return r;
+    o->cur_off += o->pad; /* keep the pad: the run starts aligned */
+    o->pad = 0;
+    *off = o->cur_off;
+    const char *s = p;
+    while (len) {
+        size_t n = len < DIRECT_MAX ? len : DIRECT_MAX;
+        if ((r = issue(o, s, n, o->cur_off, -1, err)) < 0)
+            return r;
+        s += n;
+        o->cur_off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err)
 {
     int r = o->error ? o->error : flush(o, err);
-    /* Wait for everything, even after an error: the buffers are freed next. */
+    /* Wait for everything, even after an error: the memory is freed next. */
     while (o->ring_ok && o->inflight > 0) {
         int q = reap_one(o, r < 0 ? NULL : err);
         if (q < 0 && r == 0)
@@ -223,7 +278,7 @@ int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err)
         if (fl < 0 || fcntl(o->fd, F_SETFL, fl & ~O_DIRECT) < 0)
             return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": clear O_DIRECT");
         o->direct = false;
-        /* The last direct write was padded to ALIGN: cut it back. */
+        /* The last write may have been padded: cut the file to its data. */
         if (ftruncate(o->fd, (off_t)o->cur_off) < 0)
             return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": truncate");
     }

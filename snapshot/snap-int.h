@@ -227,39 +227,49 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
                         uint32_t *table_crc, uint64_t *file_size, thaw_err_t *err);
 
 /* ---- memout.c */
-/* Staging for memory.bin: SNAP__OUT_BUFS buffers of SNAP__OUT_BUF_SIZE, one
- * being filled while the others are written (8 MiB writes measured best
- * with O_DIRECT here; 32 MiB in all, as much as one compression batch). */
+/* Staging for copied appends: SNAP__OUT_BUFS buffers of SNAP__OUT_BUF_SIZE,
+ * one filling while the others are written; long raw runs bypass them.  At
+ * most SNAP__OUT_QD writes in flight. */
 #define SNAP__OUT_BUFS     4u
-#define SNAP__OUT_BUF_SIZE (8u << 20)
+#define SNAP__OUT_BUF_SIZE (2u << 20)
+#define SNAP__OUT_QD       8u
 
 struct snap__out_io {
     bool busy;
+    int buf; /* staging buffer, or -1: the caller's memory */
+    const char *p;
     uint64_t off;
     size_t len, done;
 };
 
 typedef struct snap__out {
     int fd;
-    bool direct;  /* fd has O_DIRECT set (cleared again by finish) */
-    bool ring_ok; /* io_uring writes; else synchronous pwrite */
+    bool direct;               /* fd has O_DIRECT set (cleared again by finish) */
+    bool ring_ok;              /* io_uring writes; else synchronous pwrite */
+    uint32_t align, mem_align; /* DIO alignment of file offsets and memory; 1 if buffered */
     struct io_uring ring;
-    char *mem; /* the buffers, one page-aligned mapping */
-    struct snap__out_io io[SNAP__OUT_BUFS];
+    char *mem; /* the staging buffers, one page-aligned mapping */
+    bool buf_busy[SNAP__OUT_BUFS];
+    struct snap__out_io io[SNAP__OUT_QD];
     unsigned cur, inflight;
-    size_t fill;      /* bytes in buffer cur */
-    uint64_t cur_off; /* file offset of buffer cur's first byte */
-    uint64_t start;
-    int error; /* first failure, -errno */
+    size_t fill;      /* bytes in staging buffer cur */
+    size_t pad;       /* zeros written after the last flushed buffer's data */
+    uint64_t cur_off; /* file offset of staging buffer cur's first byte */
+    int error;        /* first failure, -errno */
 } snap__out_t;
 
 /* Start writing fd at `start` (a multiple of 4096).  O_DIRECT is used when
  * the file system supports it and !buffered.  0 or -errno. */
 int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err);
-/* Append len bytes (copied; p may be reused at once). */
-int snap__out_append(snap__out_t *o, const void *p, size_t len, thaw_err_t *err);
+/* Append len bytes, copied (p may be reused at once); *off: where they land. */
+int snap__out_append(snap__out_t *o, const void *p, size_t len, uint64_t *off, thaw_err_t *err);
+/* Append len bytes written from p itself, which must stay unchanged until
+ * snap__out_finish; they may land after a few bytes of padding (*off says
+ * where).  Copies instead when p or len do not suit O_DIRECT. */
+int snap__out_append_inplace(snap__out_t *o, const void *p, size_t len, uint64_t *off,
+                             thaw_err_t *err);
 /* Write what is left, wait for every write, leave fd without O_DIRECT and
- * exactly *end bytes long (start plus everything appended). */
+ * exactly *end bytes long. */
 int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err);
 /* Wait for writes still in flight (after an error) and free everything. */
 void snap__out_destroy(snap__out_t *o);

@@ -17,7 +17,10 @@
  * writer change can be compared against a build of the old one in the same
  * run.  Write rates: "wrGB/s" is memory.bin alone (chunking, checksums,
  * compression, writes), "totGB/s" the whole snap_write call (fsyncs,
- * rename), both over the guest memory size.
+ * rename), both over the guest memory size; "nonzeroGiB/s" the non-zero
+ * memory over the whole call (vmmbench's figure); "cpu_ms" the process's
+ * user + system CPU during the call (steadier than wall time on a shared
+ * machine).
  *
  * The default run (128 and 512 MiB; 4 KiB, 64 KiB, 2 MiB chunks) stays near a
  * minute on two cores; --large adds 2 GiB.  The lazy engine needs
@@ -29,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -51,6 +55,7 @@ struct result {
     uint32_t chunk;
     double write_gbps, write_total_gbps, ratio;
     double nonzero_total_gibps; /* non-zero memory over the whole call, as vmmbench prints */
+    double cpu_ms;              /* user + system CPU of the whole process during the call */
     uint64_t chunks_zero, chunks_raw, chunks_lz4;
     double eager_gbps;  /* restore throughput of the eager engine (default threads) */
     double decode_gbps; /* read + inflate + crc of every stored chunk into a warm buffer */
@@ -168,16 +173,26 @@ static bool lazy_available(void)
     return geteuid() == 0 || access("/dev/userfaultfd", R_OK | W_OK) == 0;
 }
 
+static double tv_ms(const struct timeval *tv)
+{
+    return (double)tv->tv_sec * 1e3 + (double)tv->tv_usec / 1e3;
+}
+
 static void write_one(const char *dir, void *src, uint64_t size, uint32_t chunk, struct result *res)
 {
     snap_region_t reg = {.guest_addr = 0, .host = src, .size = size};
     snap_write_opts_t o = {.chunk_size = chunk, .threads = 2, .kind = "bench"};
     snap_write_stats_t ws_stats;
     thaw_err_t err;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     if (snap_write(dir, &reg, 1, NULL, 0, &o, &ws_stats, &err) != 0) {
         fprintf(stderr, "snapbench: %s\n", err.msg);
         exit(1);
     }
+    getrusage(RUSAGE_SELF, &ru1);
+    res->cpu_ms =
+        tv_ms(&ru1.ru_utime) - tv_ms(&ru0.ru_utime) + tv_ms(&ru1.ru_stime) - tv_ms(&ru0.ru_stime);
     res->size = size;
     res->chunk = chunk;
     res->write_gbps = (double)size / (double)ws_stats.compress_ns;
@@ -244,13 +259,14 @@ static void bench_writes(const char *root, void *src, uint64_t size, uint32_t ch
         st_rmtree(dir);
         if (json)
             printf("%s{\"size_mib\":%llu,\"chunk\":%u,\"write_gbps\":%.3f,"
-                   "\"write_total_gbps\":%.3f,\"nonzero_total_gibps\":%.3f,\"ratio\":%.3f}",
+                   "\"write_total_gbps\":%.3f,\"nonzero_total_gibps\":%.3f,\"cpu_ms\":%.1f,"
+                   "\"ratio\":%.3f}",
                    *first ? "" : ",", (unsigned long long)(size >> 20), chunk, r.write_gbps,
-                   r.write_total_gbps, r.nonzero_total_gibps, r.ratio);
+                   r.write_total_gbps, r.nonzero_total_gibps, r.cpu_ms, r.ratio);
         else
-            printf("%-6llu %-7u %8.2f %8.2f %12.2f %6.2f %8llu %8llu %8llu\n",
+            printf("%-6llu %-7u %8.2f %8.2f %12.2f %8.0f %6.2f %8llu %8llu %8llu\n",
                    (unsigned long long)(size >> 20), chunk, r.write_gbps, r.write_total_gbps,
-                   r.nonzero_total_gibps, r.ratio, (unsigned long long)r.chunks_zero,
+                   r.nonzero_total_gibps, r.cpu_ms, r.ratio, (unsigned long long)r.chunks_zero,
                    (unsigned long long)r.chunks_raw, (unsigned long long)r.chunks_lz4);
         fflush(stdout);
         *first = false;
@@ -395,8 +411,8 @@ int main(int argc, char **argv)
     if (json && write_only)
         printf("{\"bench\":\"snapbench\",\"fill\":\"%s\",\"writes\":[", fill);
     else if (write_only)
-        printf("%-6s %-7s %8s %8s %12s %6s %8s %8s %8s\n", "MiB", "chunk", "wrGB/s", "totGB/s",
-               "nonzeroGiB/s", "ratio", "zero", "raw", "lz4");
+        printf("%-6s %-7s %8s %8s %12s %8s %6s %8s %8s %8s\n", "MiB", "chunk", "wrGB/s", "totGB/s",
+               "nonzeroGiB/s", "cpu_ms", "ratio", "zero", "raw", "lz4");
     else if (!json)
         print_table_header();
     for (size_t si = 0; si < nsizes; si++) {
