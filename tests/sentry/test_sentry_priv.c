@@ -618,19 +618,6 @@ static void body_escape_cross_sandbox(void)
     env_down(&a);
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    if (d)
-        closedir(d);
-    return n;
-}
-
 /* Count our sandboxes' cgroup directories (v1 pids hierarchy or v2). */
 static int count_cgroups(void)
 {
@@ -652,11 +639,12 @@ static int count_cgroups(void)
 
 static void body_one_supervisor_thread(void)
 {
-    int fds0 = thaw_test_count_fds(), threads0 = count_threads();
+    int fds0 = thaw_test_count_fds(), threads0 = thaw_test_count_threads();
     env_t e = {0};
     env_sup(&e);
     int fds1 = thaw_test_count_fds();
-    CHECK(count_threads() == threads0 + 1, "supervisor threads: %d", count_threads() - threads0);
+    CHECK(thaw_test_count_threads() == threads0 + 1, "supervisor threads: %d",
+          thaw_test_count_threads() - threads0);
     sentry_config_t cfg;
     cfg_default(&cfg);
     sentry_t *sb[4];
@@ -664,7 +652,8 @@ static void body_one_supervisor_thread(void)
     for (int i = 0; i < 4; i++)
         CHECK(sentry_create(e.sup, &cfg, &sb[i], &err) == 0, "create: %s", thaw_err_msg(&err));
     /* Four sandboxes, still one supervisor thread. */
-    CHECK(count_threads() == threads0 + 1, "threads grew to %d", count_threads() - threads0);
+    CHECK(thaw_test_count_threads() == threads0 + 1, "threads grew to %d",
+          thaw_test_count_threads() - threads0);
     CHECK(count_cgroups() == 4, "%d cgroups", count_cgroups());
     /* A sandbox whose PID 1 dies from outside is seen dead; the others go on. */
     kill(sentry_pid(sb[0]), SIGKILL);
@@ -688,7 +677,7 @@ static void body_one_supervisor_thread(void)
     CHECK(st.notifications > 0 && st.emulated > 0, "no brokered calls counted");
     sentry_supervisor_destroy(e.sup);
     unlink(e.logpath);
-    CHECK(count_threads() == threads0, "supervisor thread left");
+    CHECK(thaw_test_count_threads() == threads0, "supervisor thread left");
     CHECK(thaw_test_count_fds() == fds0 + 1, "fds %d, %d at start (+1 log)", thaw_test_count_fds(),
           fds0);
 }

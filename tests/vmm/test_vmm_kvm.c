@@ -7,7 +7,6 @@
  * io_uring, i8042 reset, triple fault, two vCPUs, a hostile guest, bad
  * kernels, and teardown that leaks no descriptors or threads.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -304,20 +303,9 @@ static void test_bad_kernels(void **state)
     unlink(rd);
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 static void test_teardown_leaks_nothing(void **state)
 {
-    int fds = thaw_test_count_fds(), threads = count_threads();
+    int fds = thaw_test_count_fds(), threads = thaw_test_count_threads();
     for (int i = 0; i < 3; i++) {
         /* running (destroyed mid-computation), finished, and never started */
         vmm_t *a = boot_guest("thaw.test=compute thaw.iters=100000000000", 2, 0, NULL);
@@ -339,7 +327,7 @@ static void test_teardown_leaks_nothing(void **state)
         vmm_destroy(cvm);
     }
     assert_int_equal(thaw_test_count_fds(), fds);
-    assert_int_equal(count_threads(), threads);
+    assert_int_equal(thaw_test_count_threads(), threads);
 }
 
 int main(int argc, char **argv)

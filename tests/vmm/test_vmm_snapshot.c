@@ -11,7 +11,6 @@
  * checksum under the vCPU, under the event thread (the console's ring) or
  * under vmm_snapshot stops that VM with the reason and never the process.
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -396,17 +395,6 @@ static void expect_restore_error(const char *dir, const vmm_restore_opts_t *o, c
     assert_non_null(strstr(err.msg, needle));
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* Rewrite gen1 with vCPU 0's CPUID asking for AMX, which no host here has. */
 static void write_foreign_cpu_snapshot(const char *from, const char *to)
 {
@@ -470,7 +458,7 @@ static void corrupt_chunk_of(const char *memfile, uint64_t gpa)
 
 static void test_lazy_memory_failure_stops_vm(void **state)
 {
-    int fds = thaw_test_count_fds(), threads = count_threads();
+    int fds = thaw_test_count_fds(), threads = thaw_test_count_threads();
     copy_snapshot(path("gen1"), path("badlazy"));
     corrupt_chunk_of(path("badlazy/" SNAP_MEMORY_FILE), 0x100000);
     vmm_t *vm = restore_lazy(path("badlazy")); /* chunks are checked lazily */
@@ -483,7 +471,7 @@ static void test_lazy_memory_failure_stops_vm(void **state)
     assert_non_null(strstr(ex.detail, "guest memory"));
     vmm_destroy(vm);
     assert_int_equal(thaw_test_count_fds(), fds);
-    assert_int_equal(count_threads(), threads);
+    assert_int_equal(thaw_test_count_threads(), threads);
 }
 
 /* Guest-physical address of the virtio-console's transmit avail ring in a
@@ -520,7 +508,7 @@ static uint64_t console_tx_avail(const char *dir)
  */
 static void test_lazy_failure_under_event_thread(void **state)
 {
-    int fds = thaw_test_count_fds(), threads = count_threads();
+    int fds = thaw_test_count_fds(), threads = thaw_test_count_threads();
     copy_snapshot(path("gen1"), path("badring"));
     uint64_t ring = console_tx_avail(path("badring"));
     corrupt_chunk_of(path("badring/" SNAP_MEMORY_FILE), ring);
@@ -550,7 +538,7 @@ static void test_lazy_failure_under_event_thread(void **state)
     assert_string_equal(again.detail, ex.detail);
     vmm_destroy(vm);
     assert_int_equal(thaw_test_count_fds(), fds);
-    assert_int_equal(count_threads(), threads);
+    assert_int_equal(thaw_test_count_threads(), threads);
 }
 
 /*
@@ -561,7 +549,7 @@ static void test_lazy_failure_under_event_thread(void **state)
  */
 static void test_lazy_failure_under_snapshot(void **state)
 {
-    int fds = thaw_test_count_fds(), threads = count_threads();
+    int fds = thaw_test_count_fds(), threads = thaw_test_count_threads();
     copy_snapshot(path("gen1"), path("badsnap"));
     corrupt_chunk_of(path("badsnap/" SNAP_MEMORY_FILE), 0x100000);
     vmm_t *vm = restore_lazy(path("badsnap"));
@@ -584,12 +572,12 @@ static void test_lazy_failure_under_snapshot(void **state)
     if (stat(path("badsnap-out"), &sb) == 0) /* nothing usable was left behind */
         assert_true(snap_open(path("badsnap-out"), &none, &err) < 0);
     assert_int_equal(thaw_test_count_fds(), fds);
-    assert_int_equal(count_threads(), threads);
+    assert_int_equal(thaw_test_count_threads(), threads);
 }
 
 static void test_bad_snapshots_fail_cleanly(void **state)
 {
-    int fds = thaw_test_count_fds(), threads = count_threads();
+    int fds = thaw_test_count_fds(), threads = thaw_test_count_threads();
     vmm_restore_opts_t o = {.engine = SNAP_ENGINE_EAGER};
     /* corrupt state */
     copy_snapshot(path("gen1"), path("bad"));
@@ -614,7 +602,7 @@ static void test_bad_snapshots_fail_cleanly(void **state)
     write_foreign_cpu_snapshot(path("gen1"), path("foreign"));
     expect_restore_error(path("foreign"), &o, "CPU features this host lacks: amx_tile");
     assert_int_equal(thaw_test_count_fds(), fds);
-    assert_int_equal(count_threads(), threads);
+    assert_int_equal(thaw_test_count_threads(), threads);
 }
 
 int main(int argc, char **argv)
