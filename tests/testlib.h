@@ -37,8 +37,8 @@ static inline void thaw_test_require_kvm(void)
 /* Number of open descriptors of this process (leak checks). */
 int thaw_test_count_fds(void);
 
-/* Number of threads of this process (leak checks), io_uring's kernel
- * workers aside. */
+/* Number of threads of this process (leak checks), the kernel's own
+ * workers (io_uring, KVM) aside. */
 int thaw_test_count_threads(void);
 
 #endif
