@@ -177,7 +177,7 @@ static void batch_finish(struct pool *p, void *state)
 /* Raw runs at least this long are written from the caller's memory (where
  * O_DIRECT may cost a few bytes of padding before them); shorter ones are
  * copied with the lz4 output around them. */
-#define INPLACE_MIN (64u << 10)
+#define INPLACE_MIN (1u << 20)
 
 /* Fill the table entries of a finished batch and append its data. */
 static int batch_emit(const struct batch *b, uint32_t cs, struct snap__chunk_entry *table,
