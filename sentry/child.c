@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sentry/internal.h"
@@ -259,6 +260,22 @@ void sentry__child_run(const sentry_plan_t *pl)
         fail(STEP_SYNC, EPROTO);
     close(lfd);
 
-    execve(pl->agent, pl->argv, pl->envp);
-    fail(STEP_EXEC, errno);
+    /* ETXTBSY: some process still holds the agent binary open for writing.
+     * thawd writes a template's copy of the agent while other threads
+     * clone sandboxes and start processes, and each such child holds a copy
+     * of the writer's descriptor until it closes its inherited ones (above,
+     * or at its exec): the race of fork with an open-for-write executable.
+     * The holders drop it within moments, so wait a little and try again
+     * (found by the soak: one template's first sandbox failed with "Text
+     * file busy" while other templates were being built). */
+    int e = ETXTBSY;
+    for (int tries = 0; tries < 50 && e == ETXTBSY; tries++) {
+        if (tries) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        execve(pl->agent, pl->argv, pl->envp);
+        e = errno;
+    }
+    fail(STEP_EXEC, e);
 }
