@@ -202,6 +202,7 @@ static int issue(snap__out_t *o, const char *p, size_t len, uint64_t off, int bu
  * idle staging buffer. */
 static int flush(snap__out_t *o, thaw_err_t *err)
 {
+    o->pad = 0;
     if (o->fill == 0)
         return 0;
     size_t pad = o->fill % o->align ? o->align - o->fill % o->align : 0;
