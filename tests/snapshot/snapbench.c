@@ -9,19 +9,20 @@
  * recorded working set prefetched.
  *
  *   snapbench [--json] [--large] [--sizes MiB,MiB] [--chunks B,B] [--restores N] [--dir D]
- *             [--fill guest|random] [--write-only] [--writes N] [--threads N]
+ *             [--fill guest|random] [--write-only] [--writes N] [--threads N] [--lz4 LEVEL]
  *
  * --fill random makes every page incompressible and non-zero (what a VM
  * snapshot of busy memory looks like to the writer); --write-only skips the
  * restore engines and writes each snapshot --writes times (default 3), so a
  * writer change can be compared against a build of the old one in the same
  * run.  --threads sets the writer's compression threads (default 2; the
- * pool's template snapshots use 1).  Write rates: "wrGB/s" is memory.bin
- * alone (chunking, checksums, compression, writes), "totGB/s" the whole
- * snap_write call (fsyncs, rename), both over the guest memory size;
- * "nonzeroGiB/s" the non-zero memory over the whole call (vmmbench's
- * figure); "cpu_ms" the process's user + system CPU during the call
- * (steadier than wall time on a shared machine).
+ * pool's template snapshots use 1), --lz4 its lz4 level (see snap.h).
+ * Write rates: "wrGB/s" is memory.bin alone (chunking, checksums,
+ * compression, writes), "totGB/s" the whole snap_write call (fsyncs,
+ * rename), both over the guest memory size; "nonzeroGiB/s" the non-zero
+ * memory over the whole call (vmmbench's figure); "cpu_ms" the process's
+ * user + system CPU during the call (steadier than wall time on a shared
+ * machine).
  *
  * The default run (128 and 512 MiB; 4 KiB, 64 KiB, 2 MiB chunks) stays near a
  * minute on two cores; --large adds 2 GiB.  The lazy engine needs
@@ -66,6 +67,7 @@ struct result {
 
 static volatile uint64_t sink;
 static unsigned write_threads = 2; /* --threads */
+static int write_level;            /* --lz4 */
 
 static uint64_t touch(const snap_mem_t *mem, const uint64_t *pages, size_t n)
 {
@@ -184,7 +186,8 @@ static double tv_ms(const struct timeval *tv)
 static void write_one(const char *dir, void *src, uint64_t size, uint32_t chunk, struct result *res)
 {
     snap_region_t reg = {.guest_addr = 0, .host = src, .size = size};
-    snap_write_opts_t o = {.chunk_size = chunk, .threads = write_threads, .kind = "bench"};
+    snap_write_opts_t o = {
+        .chunk_size = chunk, .threads = write_threads, .lz4_level = write_level, .kind = "bench"};
     snap_write_stats_t ws_stats;
     thaw_err_t err;
     struct rusage ru0, ru1;
@@ -401,6 +404,8 @@ int main(int argc, char **argv)
             base = argv[++i];
         else if (!strcmp(argv[i], "--write-only"))
             write_only = true;
+        else if (!strcmp(argv[i], "--lz4") && i + 1 < argc)
+            write_level = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             write_threads = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--writes") && i + 1 < argc)
@@ -411,7 +416,8 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: snapbench [--json] [--large] [--sizes MiB,..] "
                             "[--chunks bytes,..] [--restores N] [--dir D] "
-                            "[--fill guest|random] [--write-only] [--writes N] [--threads N]\n");
+                            "[--fill guest|random] [--write-only] [--writes N] [--threads N] "
+                            "[--lz4 LEVEL]\n");
             return 2;
         }
     }
