@@ -10,10 +10,11 @@
  * fsync at the end.  On the reference machine (a VM where touching a fresh
  * page costs ~5 us) that capped the writer at 0.2-0.6 GB/s while the disk
  * takes 1.5-2.5 GB/s with O_DIRECT.  So when the file system reports direct
- * I/O alignment (statx STATX_DIOALIGN) the file is written with O_DIRECT;
- * otherwise, or when the caller asks to keep the file in the page cache,
- * through the page cache with writeback started as each write completes
- * (sync_file_range) so the final fsync is short.
+ * I/O alignment (statx STATX_DIOALIGN) the file is written with O_DIRECT
+ * after its first SNAP__OUT_DIRECT_AFTER bytes (small files are cheaper
+ * buffered); otherwise, or when the caller asks to keep the file in the
+ * page cache, through the page cache with writeback started as each write
+ * completes (sync_file_range) so the final fsync is short.
  *
  * Two kinds of appends:
  *  - copied (lz4 output, short raw runs): into small page-aligned staging
@@ -62,7 +63,7 @@ static char *buf(snap__out_t *o, unsigned i)
 
 int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err)
 {
-    *o = (snap__out_t){.fd = fd, .cur_off = start, .align = 1, .mem_align = 1};
+    *o = (snap__out_t){.fd = fd, .cur_off = start, .start = start, .align = 1, .mem_align = 1};
     if (start % ALIGN_MAX)
         return thaw_err_set(err, EINVAL, SNAP_MEMORY_FILE ": data offset %llu is not aligned",
                             (unsigned long long)start);
@@ -71,15 +72,18 @@ int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_e
     if (m == MAP_FAILED)
         return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": staging buffers");
     o->mem = m;
+    /* Where O_DIRECT will be used, the stream is laid out for it from the
+     * start (padding before in-place runs), so switching is always possible
+     * at a flush. */
     uint32_t mem_align = 0, align = buffered ? 0 : dio_align(fd, &mem_align);
-    int fl;
-    if (align && (fl = fcntl(fd, F_GETFL)) >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
-        o->direct = true;
+    if (align) {
+        o->want_direct = true;
         o->align = align;
         o->mem_align = mem_align;
     }
     o->ring_ok = io_uring_queue_init(SNAP__OUT_QD, &o->ring, 0) == 0;
-    thaw_debug("snap", "memout", "direct=%d align=%u uring=%d", o->direct, o->align, o->ring_ok);
+    thaw_debug("snap", "memout", "direct_after=%d align=%u uring=%d",
+               o->want_direct ? (int)SNAP__OUT_DIRECT_AFTER : -1, o->align, o->ring_ok);
     return 0;
 }
 
@@ -197,6 +201,32 @@ static int issue(snap__out_t *o, const char *p, size_t len, uint64_t off, int bu
     return 0;
 }
 
+/*
+ * Switch to O_DIRECT once SNAP__OUT_DIRECT_AFTER bytes went through the page
+ * cache: a small memory.bin is cheaper written buffered (one device round
+ * trip at fsync instead of two) and stays cached for the restores that
+ * usually follow.  Called with nothing staged; writes in flight finish
+ * first so none of them changes mode halfway.
+ */
+static int maybe_go_direct(snap__out_t *o, thaw_err_t *err)
+{
+    if (!o->want_direct || o->cur_off - o->start < SNAP__OUT_DIRECT_AFTER || o->fill ||
+        o->cur_off % o->align)
+        return 0;
+    o->want_direct = false;
+    while (o->ring_ok && o->inflight > 0) {
+        int r = reap_one(o, err);
+        if (r < 0)
+            return r;
+    }
+    int fl = fcntl(o->fd, F_GETFL);
+    if (fl >= 0 && fcntl(o->fd, F_SETFL, fl | O_DIRECT) == 0)
+        o->direct = true; /* else stay buffered: slower, not wrong */
+    thaw_debug("snap", "memout_direct", "offset=%llu direct=%d", (unsigned long long)o->cur_off,
+               o->direct);
+    return 0;
+}
+
 /* Write the staged bytes (padded with zeros to the DIO alignment; the pad
  * stays in the file, or is cut off by finish at the end) and move on to an
  * idle staging buffer. */
@@ -214,6 +244,8 @@ static int flush(snap__out_t *o, thaw_err_t *err)
     o->cur = (o->cur + 1) % SNAP__OUT_BUFS;
     while (r == 0 && o->buf_busy[o->cur])
         r = reap_one(o, err);
+    if (r == 0 && pad == 0)
+        r = maybe_go_direct(o, err);
     return r;
 }
 
@@ -250,6 +282,8 @@ int snap__out_append_inplace(snap__out_t *o, const void *p, size_t len, uint64_t
         return r;
     o->cur_off += o->pad; /* keep the pad: the run starts aligned */
     o->pad = 0;
+    if ((r = maybe_go_direct(o, err)) < 0)
+        return r;
     *off = o->cur_off;
     const char *s = p;
     while (len) {
@@ -279,10 +313,10 @@ int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err)
         if (fl < 0 || fcntl(o->fd, F_SETFL, fl & ~O_DIRECT) < 0)
             return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": clear O_DIRECT");
         o->direct = false;
-        /* The last write may have been padded: cut the file to its data. */
-        if (ftruncate(o->fd, (off_t)o->cur_off) < 0)
-            return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": truncate");
     }
+    /* The last write may have been padded: cut the file to its data. */
+    if (o->align > 1 && ftruncate(o->fd, (off_t)o->cur_off) < 0)
+        return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": truncate");
     *end = o->cur_off;
     return 0;
 }

@@ -230,9 +230,11 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
 /* Staging for copied appends: SNAP__OUT_BUFS buffers of SNAP__OUT_BUF_SIZE,
  * one filling while the others are written; long raw runs bypass them.  At
  * most SNAP__OUT_QD writes in flight. */
-#define SNAP__OUT_BUFS     4u
-#define SNAP__OUT_BUF_SIZE (2u << 20)
-#define SNAP__OUT_QD       8u
+#define SNAP__OUT_BUFS         4u
+#define SNAP__OUT_BUF_SIZE     (2u << 20)
+#define SNAP__OUT_QD           8u
+/* memory.bin data written through the page cache before O_DIRECT starts. */
+#define SNAP__OUT_DIRECT_AFTER (4u << 20)
 
 struct snap__out_io {
     bool busy;
@@ -245,8 +247,9 @@ struct snap__out_io {
 typedef struct snap__out {
     int fd;
     bool direct;               /* fd has O_DIRECT set (cleared again by finish) */
+    bool want_direct;          /* O_DIRECT possible, not switched on yet */
     bool ring_ok;              /* io_uring writes; else synchronous pwrite */
-    uint32_t align, mem_align; /* DIO alignment of file offsets and memory; 1 if buffered */
+    uint32_t align, mem_align; /* DIO alignment of file offsets and memory; 1: no DIO */
     struct io_uring ring;
     char *mem; /* the staging buffers, one page-aligned mapping */
     bool buf_busy[SNAP__OUT_BUFS];
@@ -255,11 +258,13 @@ typedef struct snap__out {
     size_t fill;      /* bytes in staging buffer cur */
     size_t pad;       /* zeros written after the last flushed buffer's data */
     uint64_t cur_off; /* file offset of staging buffer cur's first byte */
+    uint64_t start;   /* file offset of the first byte */
     int error;        /* first failure, -errno */
 } snap__out_t;
 
-/* Start writing fd at `start` (a multiple of 4096).  O_DIRECT is used when
- * the file system supports it and !buffered.  0 or -errno. */
+/* Start writing fd at `start` (a multiple of 4096).  O_DIRECT is used after
+ * the first SNAP__OUT_DIRECT_AFTER bytes when the file system supports it
+ * and !buffered.  0 or -errno. */
 int snap__out_init(snap__out_t *o, int fd, uint64_t start, bool buffered, thaw_err_t *err);
 /* Append len bytes, copied (p may be reused at once); *off: where they land. */
 int snap__out_append(snap__out_t *o, const void *p, size_t len, uint64_t *off, thaw_err_t *err);
