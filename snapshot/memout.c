@@ -227,15 +227,18 @@ static int maybe_go_direct(snap__out_t *o, thaw_err_t *err)
     return 0;
 }
 
-/* Write the staged bytes (padded with zeros to the DIO alignment; the pad
- * stays in the file, or is cut off by finish at the end) and move on to an
- * idle staging buffer. */
-static int flush(snap__out_t *o, thaw_err_t *err)
+/* Write the staged bytes and move on to an idle staging buffer.  They are
+ * padded with zeros to the DIO alignment when O_DIRECT needs it or `align`
+ * asks (before an in-place run); the pad stays in the file, or is cut off
+ * by finish at the end. */
+static int flush(snap__out_t *o, bool align, thaw_err_t *err)
 {
     o->pad = 0;
     if (o->fill == 0)
         return 0;
-    size_t pad = o->fill % o->align ? o->align - o->fill % o->align : 0;
+    size_t pad = 0;
+    if ((o->direct || align) && o->fill % o->align)
+        pad = o->align - o->fill % o->align;
     memset(buf(o, o->cur) + o->fill, 0, pad);
     int r = issue(o, buf(o, o->cur), o->fill + pad, o->cur_off, (int)o->cur, err);
     o->cur_off += o->fill;
@@ -264,7 +267,7 @@ int snap__out_append(snap__out_t *o, const void *p, size_t len, uint64_t *off, t
         s += n;
         len -= n;
         int r;
-        if (o->fill == SNAP__OUT_BUF_SIZE && (r = flush(o, err)) < 0)
+        if (o->fill == SNAP__OUT_BUF_SIZE && (r = flush(o, false, err)) < 0)
             return r;
     }
     return 0;
@@ -277,7 +280,7 @@ int snap__out_append_inplace(snap__out_t *o, const void *p, size_t len, uint64_t
         return o->error;
     if ((uintptr_t)p % o->mem_align || len % o->align)
         return snap__out_append(o, p, len, off, err); /* cannot go direct: copy */
-    int r = flush(o, err);
+    int r = flush(o, true, err);
     if (r < 0)
         return r;
     o->cur_off += o->pad; /* keep the pad: the run starts aligned */
@@ -299,7 +302,7 @@ int snap__out_append_inplace(snap__out_t *o, const void *p, size_t len, uint64_t
 
 int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err)
 {
-    int r = o->error ? o->error : flush(o, err);
+    int r = o->error ? o->error : flush(o, false, err);
     /* Wait for everything, even after an error: the memory is freed next. */
     while (o->ring_ok && o->inflight > 0) {
         int q = reap_one(o, r < 0 ? NULL : err);
@@ -314,8 +317,8 @@ int snap__out_finish(snap__out_t *o, uint64_t *end, thaw_err_t *err)
             return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": clear O_DIRECT");
         o->direct = false;
     }
-    /* The last write may have been padded: cut the file to its data. */
-    if (o->align > 1 && ftruncate(o->fd, (off_t)o->cur_off) < 0)
+    /* The last write was padded for O_DIRECT: cut the file to its data. */
+    if (o->pad && ftruncate(o->fd, (off_t)o->cur_off) < 0)
         return thaw_err_sys(err, errno, SNAP_MEMORY_FILE ": truncate");
     *end = o->cur_off;
     return 0;
