@@ -88,11 +88,11 @@ typedef struct snap_write_opts {
     /* A JSON object stored as the manifest's "metadata" (template name,
      * config, ...); NULL: {}.  Not JSON or not an object: -EINVAL. */
     const char *metadata_json;
-    /* false (default): memory.bin is written with O_DIRECT where the file
-     * system supports it, bypassing the page cache (fast, and it leaves the
-     * cache alone, but the first restore then reads from disk); true: through
-     * the page cache, which leaves the file cached for an immediate restore.
-     * The file's bytes are the same either way. */
+    /* false (default): memory.bin past its first 4 MiB is written with
+     * O_DIRECT where the file system supports it, bypassing the page cache
+     * (fast, and it leaves the cache alone, but the first restore then reads
+     * from disk); true: all through the page cache, which leaves the file
+     * cached for an immediate restore.  Either decodes to the same memory. */
     bool buffered;
 } snap_write_opts_t;
 
