@@ -137,7 +137,11 @@ static int vm_prepare(void *ctx, const pool_tpl_def_t *def, const char *dir,
     snprintf(path, sizeof(path), "%s/snapshot", dir);
     if (r == 0) {
         progress_of(progress, pud, "snapshot", path);
-        snap_write_opts_t opts = {.kind = "vm"};
+        /* Two compression threads: the writer is CPU-bound on guest-like
+         * memory, and two make a template's snapshot 1.2-1.6x faster
+         * (BENCHMARKS.md, snapshot writer); more would compete with the
+         * sandboxes a busy host is serving. */
+        snap_write_opts_t opts = {.kind = "vm", .threads = 2};
         snap_write_stats_t st;
         memset(&st, 0, sizeof(st));
         r = vmm_snapshot(vm, path, &opts, &st, err);
