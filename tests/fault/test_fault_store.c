@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -74,17 +73,9 @@ static uint64_t du_bytes(const char *path)
 static void test_store_disk_full_during_snapshot(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        thaw_test_skip("mounting a small tmpfs for the store needs root");
     th_daemon_t d = {0};
-    snprintf(d.dir, sizeof(d.dir), "/tmp/thaw-fault-store-XXXXXX");
-    assert_non_null(mkdtemp(d.dir));
-    chmod(d.dir, 0755);
     char store[400];
-    snprintf(store, sizeof(store), "%s/store", d.dir);
-    assert_int_equal(mkdir(store, 0711), 0);
-    if (mount("tmpfs", store, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=0711") < 0)
-        thaw_test_skip("cannot mount a tmpfs: %s", strerror(errno));
+    th_tmpfs_store(&d, "/tmp/thaw-fault-store-XXXXXX", "64m", store, sizeof(store));
 
     assert_int_equal(th_start(&d, args), 0);
     th_conn_t c;
@@ -148,7 +139,7 @@ static void test_store_disk_full_during_snapshot(void **state)
     run_echo(&c, "b", "restarted");
     th_close(&c);
     assert_int_equal(th_stop(&d), 0);
-    umount2(store, MNT_DETACH);
+    th_unmount_store(&d);
     th_cleanup(&d);
 }
 

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -23,6 +25,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testlib.h"
 
 void th_sleep_ms(int ms)
 {
@@ -127,6 +131,28 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     (void)st, (void)flag, (void)ftw;
     remove(path);
     return 0;
+}
+
+void th_tmpfs_store(th_daemon_t *d, const char *tmpl, const char *size, char *store, size_t cap)
+{
+    if (geteuid() != 0)
+        thaw_test_skip("mounting a small tmpfs for the store needs root");
+    snprintf(d->dir, sizeof(d->dir), "%s", tmpl);
+    assert_non_null(mkdtemp(d->dir));
+    chmod(d->dir, 0755);
+    snprintf(store, cap, "%s/store", d->dir);
+    assert_int_equal(mkdir(store, 0711), 0);
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%s,mode=0711", size);
+    if (mount("tmpfs", store, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        thaw_test_skip("cannot mount a tmpfs: %s", strerror(errno));
+}
+
+void th_unmount_store(const th_daemon_t *d)
+{
+    char store[sizeof(d->dir) + 8];
+    snprintf(store, sizeof(store), "%s/store", d->dir);
+    umount2(store, MNT_DETACH);
 }
 
 void th_cleanup(th_daemon_t *d)

@@ -38,6 +38,15 @@ typedef struct th_conn {
  * NULL).  Waits until the socket answers.  Returns 0 or -1 (message printed).
  */
 int th_start(th_daemon_t *d, const char *const *extra);
+/*
+ * Before th_start: make d->dir from the mkdtemp template (".../name-XXXXXX")
+ * and mount a tmpfs of `size` (mount's syntax, "1m") on its store, so a test
+ * can fill thawd's disk.  Skips the test (exit 77) without root or when the
+ * mount is refused.  The store's path goes to store (cap bytes).
+ * th_unmount_store undoes the mount; th_cleanup then removes the directory.
+ */
+void th_tmpfs_store(th_daemon_t *d, const char *tmpl, const char *size, char *store, size_t cap);
+void th_unmount_store(const th_daemon_t *d);
 /* SIGTERM, wait (up to 20 s, then SIGKILL): the exit status, -1 if killed. */
 int th_stop(th_daemon_t *d);
 /* Remove the temporary directory. */

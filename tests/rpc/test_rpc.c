@@ -61,13 +61,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    th_close(&f->c);
-    int st = th_stop(&f->d);
-    if (st != 0)
-        th_dump_log(&f->d);
-    th_cleanup(&f->d);
+    int rc = th_finish(&f->d, &f->c);
     free(f);
-    return st == 0 ? 0 : -1;
+    return rc;
 }
 
 /* Send raw bytes and read the next reply (notifications are set aside). */

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,17 +60,9 @@ static void expect_code(th_conn_t *c, const char *method, json_t *params, int co
 static void test_full_store_is_not_capacity(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        thaw_test_skip("mounting a small tmpfs for the store needs root");
     th_daemon_t d = {0};
-    snprintf(d.dir, sizeof(d.dir), "/tmp/thaw-rpc-nospace-XXXXXX");
-    assert_non_null(mkdtemp(d.dir));
-    chmod(d.dir, 0755);
     char store[400];
-    snprintf(store, sizeof(store), "%s/store", d.dir);
-    assert_int_equal(mkdir(store, 0711), 0);
-    if (mount("tmpfs", store, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0711") < 0)
-        thaw_test_skip("cannot mount a tmpfs: %s", strerror(errno));
+    th_tmpfs_store(&d, "/tmp/thaw-rpc-nospace-XXXXXX", "1m", store, sizeof(store));
 
     static const char *const args[] = {"--enable-process-tier", "--no-default-templates", NULL};
     assert_int_equal(th_start(&d, args), 0);
@@ -109,7 +100,7 @@ static void test_full_store_is_not_capacity(void **state)
     int st = th_stop(&d);
     if (st != 0)
         th_dump_log(&d);
-    umount2(store, MNT_DETACH);
+    th_unmount_store(&d);
     th_cleanup(&d);
     assert_int_equal(st, 0);
 }
