@@ -312,3 +312,37 @@ int st_manifest_set(const char *dir, const char *key, long long value, bool del)
     json_decref(root);
     return 0;
 }
+
+uint32_t st_dio_align(const char *dir, uint32_t *mem_align)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/.dio-probe.XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return 0;
+    unlink(path);
+    struct statx stx;
+    int r = statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx);
+    close(fd);
+    if (r < 0 || !(stx.stx_mask & STATX_DIOALIGN))
+        return 0;
+    uint32_t off = stx.stx_dio_offset_align, mem = stx.stx_dio_mem_align;
+    if (!off || !mem || off > 4096 || mem > 4096 || 4096 % off || 4096 % mem)
+        return 0;
+    if (mem_align)
+        *mem_align = mem;
+    return off;
+}
+
+void st_region_alloc(snap_region_t *r, uint64_t guest_addr, size_t size, size_t host_off)
+{
+    char *m = map_anon(size + host_off);
+    *r = (snap_region_t){.guest_addr = guest_addr, .host = m + host_off, .size = size};
+}
+
+void st_region_free(snap_region_t *r, size_t host_off)
+{
+    if (r->host)
+        munmap((char *)r->host - host_off, r->size + host_off);
+    r->host = NULL;
+}

@@ -63,4 +63,18 @@ void st_load_table(const char *dir, struct snap__mem_header *h, struct snap__chu
 void st_store_table(const char *dir, const struct snap__mem_header *h,
                     const struct snap__chunk_entry *t);
 
+/*
+ * The direct I/O offset alignment statx (STATX_DIOALIGN) reports for a new
+ * file in dir, or 0 when the file system reports none or one the writer
+ * would not use (larger than 4096 or not dividing it: see memout.c).
+ * *mem_align (may be NULL) gets the memory alignment.
+ */
+uint32_t st_dio_align(const char *dir, uint32_t *mem_align);
+
+/* A writer region in its own mapping, host pointer `host_off` bytes past
+ * the mapping's start (so it need not be page-aligned); st_region_free
+ * unmaps it. */
+void st_region_alloc(snap_region_t *r, uint64_t guest_addr, size_t size, size_t host_off);
+void st_region_free(snap_region_t *r, size_t host_off);
+
 #endif
