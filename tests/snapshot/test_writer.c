@@ -308,6 +308,10 @@ static void equivalence(const char *root, uint32_t align, uint32_t chunk, unsign
 
     struct layout ld = check_layout(d_direct, align);
     struct layout lb = check_layout(d_buf, 0);
+    printf("# chunk %u align %u: pads %u, long raw runs after lz4 %u, short raw runs %u\n", chunk,
+           align, ld.pads, ld.long_after_lz4, ld.short_raw);
+    printf("# chunk %u align %u: pads %u, long raw runs after lz4 %u, short raw runs %u\n", chunk,
+           align, ld.pads, ld.long_after_lz4, ld.short_raw);
     assert_true(ld.long_after_lz4 > 0);
     assert_true(ld.short_raw > 0);
     assert_int_equal(lb.long_after_lz4, ld.long_after_lz4);
@@ -430,8 +434,9 @@ static void test_nouring_eperm_tmpfs(void **s)
 static void test_small_and_large(void **s)
 {
     const char *root = dio_align ? dio_root : cache_root;
-    /* small: 3 MiB of guest-like memory (zero, text and random pages),
-     * under the 4 MiB that always go through the page cache */
+    /* small: 3 MiB of guest-like memory (zero, text and random pages, no
+     * raw run of 1 MiB), under the 4 MiB that always go through the page
+     * cache: byte-identical to the buffered writer's */
     img_t small = {.n = 1};
     st_region_alloc(&small.r[0], 0, 3 * MiB, 0);
     st_fill_guest(small.r[0].host, 3 * MiB, 5);
@@ -463,6 +468,32 @@ static void test_small_and_large(void **s)
         printf("# note: %zu of %zu pages of the small memory.bin cached (memory pressure?)\n",
                cached, total);
     img_free(&small);
+
+    /* small with a raw run of 1.5 MiB after lz4 chunks: the default writer
+     * lays the stream out for O_DIRECT from the start (docs/snapshot-format.md,
+     * "Writing memory.bin"), so it pads before the run although a file this
+     * small is never written direct; the memory is the same either way, and
+     * the pad is within the rules */
+    img_t padded = {.n = 1};
+    st_region_alloc(&padded.r[0], 0, 3 * MiB, 0);
+    st_fill_guest(padded.r[0].host, 3 * MiB, 7);
+    fill(padded.r[0].host, 512 * KiB, TEXT, 1);
+    st_fill_random((char *)padded.r[0].host + 512 * KiB, 1536 * KiB, 9);
+    snprintf(d1, sizeof(d1), "%s/small-run-default", root);
+    snprintf(d2, sizeof(d2), "%s/small-run-buffered", root);
+    write_snap(d1, &padded, 64 * KiB, false, 2);
+    write_snap(d2, &padded, 64 * KiB, true, 2);
+    struct layout l1 = check_layout(d1, dio_align), l2 = check_layout(d2, 0);
+    assert_int_equal(l1.long_after_lz4, 1);
+    assert_int_equal(l2.long_after_lz4, 1);
+    assert_int_equal(l2.pads, 0);
+    if (l1.pads)
+        printf("# note: small snapshot with a long raw run: the default writer padded it "
+               "(%u pad) although it never went direct\n",
+               l1.pads);
+    check_restore(d1, &padded);
+    check_restore(d2, &padded);
+    img_free(&padded);
 
     /* large: 24 MiB, well past the buffered head */
     img_t large = {.n = 1};
