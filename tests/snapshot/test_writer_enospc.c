@@ -7,7 +7,8 @@
  * must hold: snap_write returns -ENOSPC with a message naming memory.bin
  * and the offset; no temporary directory is left; the snapshot already at
  * that path is intact and restores; once space is freed the same write
- * succeeds.  (tests/fault/test_fault_store.c does disk-full through thawd
+ * succeeds.  The O_DIRECT case runs again with io_uring refused by seccomp
+ * (the synchronous pwrite path).  (tests/fault/test_fault_store.c does disk-full through thawd
  * on tmpfs.)
  */
 #include <errno.h>
@@ -22,9 +23,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <seccomp.h>
 
 #include "snaptest.h"
 #include "testlib.h"
@@ -178,6 +181,55 @@ static void test_enospc_direct(void **s)
     enospc_case(10 * MiB, 4 * MiB, 24 * MiB);
 }
 
+/* In a child whose io_uring_setup fails with EPERM (seccomp), so memout.c
+ * writes with plain pwrite: exit 0 when the write failed as it should. */
+static int child_enospc(const snap_region_t *b)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx || seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(io_uring_setup), 0) ||
+        seccomp_load(ctx))
+        return 10;
+    seccomp_release(ctx);
+    thaw_err_t err;
+    int r = write_one(b, &err);
+    printf("# no io_uring: snap_write -> %d: %s\n", r, err.msg);
+    fflush(stdout);
+    if (r != -ENOSPC || !strstr(err.msg, SNAP_MEMORY_FILE))
+        return 11;
+    return err_offset(err.msg) >= 4 * MiB ? 0 : 12;
+}
+
+/* The same in the O_DIRECT part, written with pwrite instead of io_uring. */
+static void test_enospc_direct_no_uring(void **s)
+{
+    if (!align)
+        skip();
+    snap_region_t a, b;
+    mem_make(&a, 6 * MiB, 3, false);
+    mem_make(&b, 24 * MiB, 4, true);
+    thaw_err_t err;
+    if (write_one(&a, &err) != 0)
+        fail_msg("snapshot A: %s", err.msg);
+    fill_fs(10 * MiB);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_enospc(&b));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("child: status 0x%x (10: seccomp, 11: not ENOSPC naming memory.bin, 12: "
+                 "failed before the O_DIRECT part)",
+                 status);
+    no_leftovers();
+    restore_equals(&a);
+    unfill_fs();
+    st_rmtree(snapdir());
+    st_region_free(&a, 0);
+    st_region_free(&b, 0);
+}
+
 static int run(const char *cmd, char *out, size_t outlen)
 {
     FILE *p = popen(cmd, "r");
@@ -264,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enospc_buffered_head),
         cmocka_unit_test(test_enospc_direct),
+        cmocka_unit_test(test_enospc_direct_no_uring),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
