@@ -403,6 +403,11 @@ static void uring_refused(const char *root, uint32_t align, int errno_val)
         _exit(child_write(dir, &im, 64 * KiB, errno_val));
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 10) {
+        printf("# note: cannot install a seccomp filter here: io_uring-refused case skipped\n");
+        img_free(&im);
+        skip();
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("child writing without io_uring: status 0x%x (10: seccomp, 11: io_uring not "
                  "refused, 12: snap_write failed)",
