@@ -270,7 +270,10 @@ int snap__memfile_write(int fd, const snap_t *layout, const snap_region_t *regio
     struct batch bs[2] = {{.jobs = jobs, .out = out},
                           {.jobs = jobs + nb, .out = out + nb * (size_t)cs}};
     snap__out_t os;
-    int rc = snap__out_init(&os, fd, data_off, buffered, err);
+    /* Memory that fits in the page-cache head never reaches O_DIRECT: lay
+     * it out as the buffered writer does (no pads), byte for byte. */
+    bool small = (uint64_t)nchunks * cs <= SNAP__OUT_DIRECT_AFTER;
+    int rc = snap__out_init(&os, fd, data_off, buffered || small, err);
     if (rc < 0)
         return rc;
 
