@@ -122,22 +122,32 @@ static int pwrite_all(snap__out_t *o, const char *p, size_t len, uint64_t off, t
     return 0;
 }
 
-static void submit(snap__out_t *o, unsigned slot)
-{
-    const struct snap__out_io *io = &o->io[slot];
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&o->ring); /* never NULL: one per slot */
-    io_uring_prep_write(sqe, o->fd, io->p + io->done, (unsigned)(io->len - io->done),
-                        io->off + io->done);
-    io_uring_sqe_set_data64(sqe, slot);
-    io_uring_submit(&o->ring);
-}
-
 static void retire(snap__out_t *o, struct snap__out_io *io)
 {
     if (io->buf >= 0)
         o->buf_busy[io->buf] = false;
     io->busy = false;
     o->inflight--;
+}
+
+/* Queue slot's (remaining) write.  A submit the kernel refuses retires the
+ * slot with an error: waiting for its completion would wait forever. */
+static int submit(snap__out_t *o, unsigned slot, thaw_err_t *err)
+{
+    struct snap__out_io *io = &o->io[slot];
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&o->ring); /* never NULL: one per slot */
+    io_uring_prep_write(sqe, o->fd, io->p + io->done, (unsigned)(io->len - io->done),
+                        io->off + io->done);
+    io_uring_sqe_set_data64(sqe, slot);
+    int r;
+    do
+        r = io_uring_submit(&o->ring);
+    while (r == -EINTR);
+    if (r >= 0)
+        return 0;
+    uint64_t at = io->off + io->done;
+    retire(o, io);
+    return write_error(o, -r, at, err);
 }
 
 /* Reap one completion (waiting for it); resubmits the rest of a short write. */
@@ -167,10 +177,8 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
         return write_error(o, res < 0 ? -res : EIO, io->off + io->done, err);
     }
     io->done += (size_t)res;
-    if (io->done < io->len && !o->error) {
-        submit(o, slot);
-        return 0;
-    }
+    if (io->done < io->len && !o->error)
+        return submit(o, slot, err);
     retire(o, io);
     writeback(o, io->off, io->len);
     return 0;
@@ -197,8 +205,7 @@ static int issue(snap__out_t *o, const char *p, size_t len, uint64_t off, int bu
     if (buf >= 0)
         o->buf_busy[buf] = true;
     o->inflight++;
-    submit(o, slot);
-    return 0;
+    return submit(o, slot, err);
 }
 
 /*
