@@ -4,7 +4,10 @@
  * and send the reply.  Every malformed request gets its error code and a
  * readable message and leaves the connection as usable as before.  Methods
  * either reply at once (cheap, loop thread) or defer their blocking part to
- * libuv's worker threads through rpc__req_defer.
+ * libuv's worker threads through rpc__req_defer.  Two limits hold a client
+ * back: --max-inflight requests on one connection (checked here, for every
+ * method) and --max-inflight-per-uid deferred requests across all of a uid's
+ * connections (checked in rpc__req_defer, so cheap methods always answer).
  */
 #include "rpc/rpc-internal.h"
 
@@ -130,6 +133,8 @@ void rpc__req_finish(rpc_req_t *req)
                    (unsigned long long)c->id, req->method, req->ecode, req->emsg);
     c->inflight--;
     srv->inflight--;
+    if (req->uid_slot)
+        rpc__uid_put(srv, req->uid_slot);
     if (req->cprev)
         req->cprev->cnext = req->cnext;
     else
@@ -162,11 +167,50 @@ static void after_work_cb(uv_work_t *w, int status)
     rpc__req_finish(req);
 }
 
+/*
+ * Count req against its uid's --max-inflight-per-uid; the count is released
+ * in rpc__req_finish, which every request goes through however it ends
+ * (done, failed to queue, cancelled by a disconnect or by shutdown).  Returns
+ * -1 with the refusal set on req.
+ */
+static int uid_take(rpc_req_t *req)
+{
+    rpc_server_t *srv = req->srv;
+    uid_t uid = req->conn->uid;
+    unsigned cap = srv->cfg.max_inflight_per_uid;
+    rpc_uid_t *e = NULL;
+    int r = rpc__uid_take(srv, uid, cap, &e);
+    if (r == -ENOMEM)
+        return rpc__req_error(req, RPC_E_INTERNAL, "out of memory");
+    if (r == -EBUSY) {
+        srv->uid_refusals++;
+        if (!e->warned) {
+            /* Once per stretch of that uid's work, not per refused request. */
+            e->warned = true;
+            thaw_info("rpc", "uid_at_limit", "uid=%d inflight=%u limit=%u conn=%llu method=%s",
+                      (int)uid, e->inflight, cap, (unsigned long long)req->conn->id, req->method);
+        }
+        return rpc__req_error(req, RPC_E_BUSY,
+                              "uid %d has %u requests in flight (limit %u, --max-inflight-per-uid)",
+                              (int)uid, e->inflight, cap);
+    }
+    req->uid_slot = e;
+    return 0;
+}
+
 void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
 {
     req->work_fn = work;
     req->done_fn = done;
     req->work.data = req;
+    /* Refused at once rather than queued: a uid at its cap waits for none
+     * of its own work, and nothing queues without bound. */
+    if (uid_take(req) < 0) {
+        if (done)
+            done(req);
+        rpc__req_finish(req);
+        return;
+    }
     int r = req->cancellable && pool_cancel_new(&req->cancel) < 0 ? UV_ENOMEM : 0;
     if (r == 0)
         r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);

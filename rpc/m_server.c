@@ -48,17 +48,18 @@ void rpc__m_server_info(rpc_req_t *req)
     }
     const rpc_config_t *c = &srv->cfg;
     req->result = json_pack(
-        "{s:s, s:s, s:i, s:I, s:s, s:s, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:i}", "name",
-        "thawd", "version", THAW_VERSION, "pid", (int)getpid(), "uptime_ms",
+        "{s:s, s:s, s:i, s:I, s:s, s:s, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:i}",
+        "name", "thawd", "version", THAW_VERSION, "pid", (int)getpid(), "uptime_ms",
         (json_int_t)((thaw_now_ns() - srv->started_ns) / 1000000), "socket", srv->socket_path,
         "store", srv->store_dir, "tiers", tiers, "limits", "max_message", (int)c->max_message,
-        "max_inflight", (int)c->max_inflight, "max_exec_ms", (int)c->max_exec_ms, "default_exec_ms",
-        (int)c->default_exec_ms, "max_output", (int)c->max_output, "max_file", (int)c->max_file,
-        "max_lease_s", (int)c->max_lease_s, "uid", (int)req->conn->uid);
+        "max_inflight", (int)c->max_inflight, "max_inflight_per_uid", (int)c->max_inflight_per_uid,
+        "max_exec_ms", (int)c->max_exec_ms, "default_exec_ms", (int)c->default_exec_ms,
+        "max_output", (int)c->max_output, "max_file", (int)c->max_file, "max_lease_s",
+        (int)c->max_lease_s, "uid", (int)req->conn->uid);
     rpc__req_finish(req);
 }
 
-static json_t *stats_json(rpc_server_t *srv)
+static json_t *stats_json(rpc_server_t *srv, uid_t uid)
 {
     pool_totals_t *tt = malloc(sizeof(*tt));
     pool_tpl_status_t *st = malloc(sizeof(*st));
@@ -95,6 +96,11 @@ static json_t *stats_json(rpc_server_t *srv)
         json_object_set_new(server, "requests_in_flight",
                             json_integer((json_int_t)(srv->inflight - 1)));
         json_object_set_new(server, "cancelled", json_integer((json_int_t)srv->cancelled));
+        /* Refusals by --max-inflight-per-uid, and what the caller's uid has
+         * in flight now (blocking requests only: this one is not counted). */
+        json_object_set_new(server, "uid_refusals", json_integer((json_int_t)srv->uid_refusals));
+        json_object_set_new(server, "uid_in_flight",
+                            json_integer((json_int_t)rpc__uid_inflight(srv, uid)));
     } else {
         json_decref(tpls);
     }
@@ -106,7 +112,7 @@ static json_t *stats_json(rpc_server_t *srv)
 void rpc__m_server_stats(rpc_req_t *req)
 {
     if (rpc__params_only(req, no_params) == 0) {
-        req->result = stats_json(req->srv);
+        req->result = stats_json(req->srv, req->conn->uid);
         if (!req->result)
             rpc__req_error(req, RPC_E_INTERNAL, "out of memory");
     }
@@ -163,6 +169,11 @@ void rpc__m_server_metrics(rpc_req_t *req)
             "# HELP thaw_capacity_refusals_total Acquires refused for capacity.\n"
             "# TYPE thaw_capacity_refusals_total counter\nthaw_capacity_refusals_total %llu\n",
             (unsigned long long)tt->capacity_refusals);
+    fprintf(f,
+            "# HELP thaw_uid_refusals_total Blocking requests refused: their uid was at "
+            "--max-inflight-per-uid.\n"
+            "# TYPE thaw_uid_refusals_total counter\nthaw_uid_refusals_total %llu\n",
+            (unsigned long long)srv->uid_refusals);
     fprintf(f,
             "# HELP thaw_connections Open client connections.\n"
             "# TYPE thaw_connections gauge\nthaw_connections %u\n",

@@ -36,6 +36,8 @@ static void usage(FILE *f)
                "  --threads N            worker threads for blocking requests (default 64)\n"
                "  --max-message BYTES    request line cap (default 8 MiB)\n"
                "  --max-inflight N       requests in flight per connection (default 64)\n"
+               "  --max-inflight-per-uid N  blocking requests in flight per uid, over all its\n"
+               "                         connections (default 3/4 of --threads; 0 = no cap)\n"
                "  --max-exec-ms MS       cap on an exec's timeout (default 300000)\n"
                "  --max-output BYTES     cap on an exec's kept output (default 16 MiB)\n"
                "  --max-file BYTES       cap on put/get file size (default 4 MiB)\n"
@@ -152,6 +154,7 @@ enum {
     O_THREADS,
     O_MAXMSG,
     O_INFLIGHT,
+    O_INFLIGHT_UID,
     O_EXEC,
     O_OUTPUT,
     O_FILE,
@@ -182,6 +185,7 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         {"threads", required_argument, NULL, O_THREADS},
         {"max-message", required_argument, NULL, O_MAXMSG},
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
+        {"max-inflight-per-uid", required_argument, NULL, O_INFLIGHT_UID},
         {"max-exec-ms", required_argument, NULL, O_EXEC},
         {"max-output", required_argument, NULL, O_OUTPUT},
         {"max-file", required_argument, NULL, O_FILE},
@@ -202,6 +206,7 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
     memset(o, 0, sizeof(*o));
     default_paths(o);
     o->threads = 64;
+    bool per_uid_given = false;
     int c;
     unsigned long long v = 0;
     opterr = 0;
@@ -250,6 +255,11 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         case O_INFLIGHT:
             r = parse_num(name, optarg, 65536, &v);
             o->rpc.max_inflight = (unsigned)v;
+            break;
+        case O_INFLIGHT_UID:
+            r = parse_num(name, optarg, 65536, &v);
+            o->rpc.max_inflight_per_uid = (unsigned)v;
+            per_uid_given = true;
             break;
         case O_EXEC:
             r = parse_num(name, optarg, 24ull * 3600 * 1000, &v);
@@ -327,6 +337,15 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
         fprintf(stderr, "thawd: unexpected argument '%s'\n", argv[optind]);
         return -EINVAL;
     }
+    /*
+     * Three quarters of the worker threads: one uid alone still gets most of
+     * the pool, but never all of it, so while one uid holds long execs on
+     * many connections a quarter of the threads stays free for everyone
+     * else.  (Several uids together can still fill the pool; the cap is
+     * about one uid starving the rest.)
+     */
+    if (!per_uid_given)
+        o->rpc.max_inflight_per_uid = o->threads * 3 / 4 ? o->threads * 3 / 4 : 1;
     o->rpc.socket_path = o->socket_path;
     o->rpc.store_dir = o->store_dir;
     o->pool.store_dir = o->store_dir;

@@ -63,6 +63,20 @@ struct rpc_sb {
 
 #define RPC_SB_BUCKETS 1024
 
+/*
+ * One uid's blocking requests in flight (uidtable.c), across all its
+ * connections: the count --max-inflight-per-uid caps.  An entry exists only
+ * while its count is above zero.
+ */
+typedef struct rpc_uid {
+    uid_t uid;
+    unsigned inflight;
+    bool warned; /* a refusal was logged since uid last had nothing in flight */
+    struct rpc_uid *next;
+} rpc_uid_t;
+
+#define RPC_UID_BUCKETS 64
+
 struct rpc_server {
     uv_loop_t loop;
     uv_pipe_t listener;
@@ -84,13 +98,16 @@ struct rpc_server {
     rpc_sb_t *sbs[RPC_SB_BUCKETS];
     unsigned nsbs;
 
+    rpc_uid_t *uids[RPC_UID_BUCKETS]; /* blocking requests in flight per uid */
+
     pthread_mutex_t nq_mu; /* the notification queue, filled by worker threads */
     struct rpc_note *nq_head, *nq_tail;
 
     /* Server-level statistics (loop thread only). */
     thaw_hist_t run_rtt; /* sandbox.run: request parsed to reply queued, ns */
     uint64_t requests, errors, connections_total, bytes_in, bytes_out;
-    uint64_t cancelled; /* requests cancelled because their client went away */
+    uint64_t cancelled;    /* requests cancelled because their client went away */
+    uint64_t uid_refusals; /* blocking requests refused by --max-inflight-per-uid */
 };
 
 typedef void (*rpc_work_fn)(rpc_req_t *req);
@@ -113,6 +130,7 @@ struct rpc_req {
     void *state;           /* per-method data */
     bool cancellable;      /* uses a sandbox: cancelled when the client goes */
     pool_cancel_t *cancel; /* its token, made when the work is queued */
+    rpc_uid_t *uid_slot;   /* counted against its uid's cap while set (deferred work) */
     rpc_req_t *cprev, *cnext;
 };
 
@@ -156,6 +174,21 @@ int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err);
 int rpc__req_acquire_err(rpc_req_t *req, const thaw_err_t *err);
 /* An error line with a null or given id (before a request exists). */
 json_t *rpc__error_obj(json_t *id, int code, const char *msg);
+
+/*
+ * uidtable.c (loop thread only): blocking requests in flight per uid.
+ * rpc__uid_take counts one more request for uid and returns 0 with its
+ * entry in *out; -EBUSY (nothing counted, *out the entry, whose inflight is
+ * at the cap) when uid already has `cap` in flight (cap 0 = no cap); -ENOMEM.
+ * rpc__uid_put undoes one take.  O(1): a small hash of the uids that have
+ * work in flight.
+ */
+int rpc__uid_take(rpc_server_t *srv, uid_t uid, unsigned cap, rpc_uid_t **out);
+void rpc__uid_put(rpc_server_t *srv, rpc_uid_t *e);
+/* What uid has in flight now (0 if nothing). */
+unsigned rpc__uid_inflight(const rpc_server_t *srv, uid_t uid);
+/* At rpc_server_free: drop what is left (nothing once every request ended). */
+void rpc__uid_free_all(rpc_server_t *srv);
 
 /* params.c: typed access to req->params; each fails with -32602 and a message. */
 int rpc__params_only(rpc_req_t *req, const char *const *allowed);

@@ -26,11 +26,12 @@ enum rpc_error_code {
     RPC_E_METHOD = -32601,
     RPC_E_PARAMS = -32602,
     RPC_E_INTERNAL = -32603,
-    RPC_E_SERVER = -32000,      /* the operation failed; the message says why */
-    RPC_E_NOT_FOUND = -32001,   /* no such template or sandbox (for this uid) */
-    RPC_E_CAPACITY = -32002,    /* memory budget, global cap or max_total reached: retry later */
-    RPC_E_EXISTS = -32003,      /* a template of that name exists */
-    RPC_E_BUSY = -32004,        /* too many requests in flight; template not ready yet */
+    RPC_E_SERVER = -32000,    /* the operation failed; the message says why */
+    RPC_E_NOT_FOUND = -32001, /* no such template or sandbox (for this uid) */
+    RPC_E_CAPACITY = -32002,  /* memory budget, global cap or max_total reached: retry later */
+    RPC_E_EXISTS = -32003,    /* a template of that name exists */
+    RPC_E_BUSY =
+        -32004, /* too many requests in flight (connection or uid); template not ready yet */
     RPC_E_TIMEOUT = -32005,     /* prewarm wait ran out */
     RPC_E_UNAVAILABLE = -32006, /* the tier cannot run here */
     RPC_E_DENIED = -32007,      /* this uid/gid may not use thawd */
@@ -43,8 +44,15 @@ enum rpc_error_code {
 
 typedef struct rpc_config {
     const char *socket_path;
-    uint32_t max_message;     /* bytes per request line; 0 = 8 MiB */
-    unsigned max_inflight;    /* requests per connection; 0 = 64 */
+    uint32_t max_message;  /* bytes per request line; 0 = 8 MiB */
+    unsigned max_inflight; /* requests per connection; 0 = 64 */
+    /*
+     * Blocking requests (those that hold or wait for a worker thread) one uid
+     * may have in flight across all its connections; 0 = no cap.  thawd's
+     * default is three quarters of its worker threads (at least 1): no uid
+     * can take every thread, yet one uid alone still gets most of them.
+     */
+    unsigned max_inflight_per_uid;
     uint32_t max_exec_ms;     /* cap on an exec's timeout_ms; 0 = 300000 */
     uint32_t default_exec_ms; /* exec timeout when none is given; 0 = 60000 */
     uint32_t max_output;      /* cap on an exec's output bytes; 0 = 16 MiB */

@@ -587,5 +587,6 @@ void rpc_server_free(rpc_server_t *srv)
     uv_loop_close(&srv->loop);
     unlink(srv->socket_path);
     pthread_mutex_destroy(&srv->nq_mu);
+    rpc__uid_free_all(srv);
     free(srv);
 }

@@ -77,6 +77,10 @@ static int start(fx_t *f, const char *threads)
     if (threads) {
         args[n++] = "--threads";
         args[n++] = threads;
+        /* Work must queue behind busy threads here, from one uid: the
+         * per-uid cap (3/4 of the threads by default) would refuse it. */
+        args[n++] = "--max-inflight-per-uid";
+        args[n++] = "0";
     }
     args[n] = NULL;
     if (th_start(&f->d, args) < 0 || th_connect(&f->c, f->d.sock) < 0)

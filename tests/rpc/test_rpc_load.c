@@ -120,7 +120,14 @@ static void test_64_clients(void **state)
      * the precise check; this one catches growth per request. */
     setenv("MALLOC_ARENA_MAX", "2", 1);
     setenv("MALLOC_MMAP_THRESHOLD_", "131072", 1);
-    const char *args[] = {"--enable-process-tier", "--no-default-templates", "--max-inflight", "4",
+    /* All 64 clients are this test's uid: a per-uid cap of 64 lets each run
+     * while every request still goes through the per-uid count. */
+    const char *args[] = {"--enable-process-tier",
+                          "--no-default-templates",
+                          "--max-inflight",
+                          "4",
+                          "--max-inflight-per-uid",
+                          "64",
                           NULL};
     assert_int_equal(th_start(&d, args), 0);
     th_conn_t c;
