@@ -26,12 +26,11 @@ enum rpc_error_code {
     RPC_E_METHOD = -32601,
     RPC_E_PARAMS = -32602,
     RPC_E_INTERNAL = -32603,
-    RPC_E_SERVER = -32000,    /* the operation failed; the message says why */
-    RPC_E_NOT_FOUND = -32001, /* no such template or sandbox (for this uid) */
-    RPC_E_CAPACITY = -32002,  /* memory budget, global cap or max_total reached: retry later */
-    RPC_E_EXISTS = -32003,    /* a template of that name exists */
-    RPC_E_BUSY =
-        -32004, /* too many requests in flight (connection or uid); template not ready yet */
+    RPC_E_SERVER = -32000,      /* the operation failed; the message says why */
+    RPC_E_NOT_FOUND = -32001,   /* no such template or sandbox (for this uid) */
+    RPC_E_CAPACITY = -32002,    /* memory budget, global cap or max_total reached: retry later */
+    RPC_E_EXISTS = -32003,      /* a template of that name exists */
+    RPC_E_BUSY = -32004,        /* too many in flight (connection, uid); template not ready */
     RPC_E_TIMEOUT = -32005,     /* prewarm wait ran out */
     RPC_E_UNAVAILABLE = -32006, /* the tier cannot run here */
     RPC_E_DENIED = -32007,      /* this uid/gid may not use thawd */
