@@ -29,7 +29,7 @@ typedef struct load {
     unsigned total;
     atomic_uint issued;
     atomic_uint hits;
-    atomic_uint retries; /* capacity refusals retried */
+    atomic_uint retries; /* capacity and busy refusals retried */
     uint64_t deadline_ns;
     pthread_mutex_t mu;
     bench_row_t *row;
@@ -37,8 +37,12 @@ typedef struct load {
 } load_t;
 
 /* One sandbox.run of echo on an open connection; 0, or -1 with msg. */
-static int run_echo(thaw_client_t *c, long id, const char *tpl, bool *hit, char *msg, size_t n)
+/* 0 on success; else -1 with the message in msg and thawd's error code (0:
+ * none, the failure was not a refusal) in *code. */
+static int run_echo(thaw_client_t *c, long id, const char *tpl, bool *hit, int *code, char *msg,
+                    size_t n)
 {
+    *code = 0;
     char line[512];
     int len = snprintf(line, sizeof(line),
                        "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"sandbox.run\",\"params\":"
@@ -62,6 +66,7 @@ static int run_echo(thaw_client_t *c, long id, const char *tpl, bool *hit, char 
         json_t *res = json_object_get(m, "result");
         if (err) {
             snprintf(msg, n, "%s", json_string_value(json_object_get(err, "message")));
+            *code = (int)json_integer_value(json_object_get(err, "code"));
         } else if (res && json_integer_value(json_object_get(res, "exit_code")) == 0 &&
                    !strcmp(json_string_value(json_object_get(res, "stdout")) ?: "", "hi\n")) {
             *hit = json_is_true(json_object_get(res, "hit"));
@@ -92,13 +97,16 @@ static void *load_client(void *arg)
         char msg[256];
         bool hit = false;
         uint64_t t0 = thaw_now_ns();
-        int r = run_echo(&c, id, l->tpl, &hit, msg, sizeof(msg));
-        /* A capacity refusal means "try again shortly" (the CLI's exit 5): a
-         * client that waits for room is what the latency should show. */
-        while (r < 0 && !strncmp(msg, "capacity:", 9) && thaw_now_ns() < l->deadline_ns) {
+        int code;
+        int r = run_echo(&c, id, l->tpl, &hit, &code, msg, sizeof(msg));
+        /* A capacity refusal (-32002) or a busy one (-32004: this uid is at
+         * --max-inflight-per-uid, the bench's clients all being one uid)
+         * means "try again shortly" (the CLI's exit 5): a client that waits
+         * for room is what the latency should show. */
+        while (r < 0 && (code == -32002 || code == -32004) && thaw_now_ns() < l->deadline_ns) {
             atomic_fetch_add(&l->retries, 1);
             usleep(10000);
-            r = run_echo(&c, ++id, l->tpl, &hit, msg, sizeof(msg));
+            r = run_echo(&c, ++id, l->tpl, &hit, &code, msg, sizeof(msg));
         }
         uint64_t dt = thaw_now_ns() - t0;
         pthread_mutex_lock(&l->mu);
@@ -142,7 +150,7 @@ static unsigned load_run(const bench_t *b, const char *tpl, unsigned clients, un
     unsigned retries = atomic_load(&l.retries);
     if (retries && !row->failed)
         snprintf(row->note + strlen(row->note), sizeof(row->note) - strlen(row->note),
-                 "%s%u capacity refusals waited out", row->note[0] ? "; " : "", retries);
+                 "%s%u capacity or busy refusals waited out", row->note[0] ? "; " : "", retries);
     pthread_mutex_destroy(&l.mu);
     return atomic_load(&l.hits);
 }
