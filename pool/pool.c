@@ -585,7 +585,7 @@ int pool_acquire(pool_t *p, const char *name, pool_sandbox_t **out, bool *hit, t
     if (pool__capacity_check(p, t, why, sizeof(why))) {
         p->capacity_refusals++;
         pthread_mutex_unlock(&p->mu);
-        return thaw_err_set(err, ENOSPC, "capacity: %s", why);
+        return thaw_err_set(err, EDQUOT, "capacity: %s", why);
     }
     t->creating++;
     t->refs++;

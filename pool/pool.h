@@ -113,8 +113,10 @@ void pool_totals(pool_t *p, pool_totals_t *t);
 
 /*
  * Acquire a ready sandbox of template `name`.  *hit says whether one was
- * ready.  -ENOENT: no such template; -ENOSPC: over capacity (memory budget,
- * global cap or the template's max_total), err says which.
+ * ready.  -ENOENT: no such template; -EDQUOT: over one of the pool's
+ * quotas (memory budget, global cap or the template's max_total), err says
+ * which: its own errno, so that a full disk (-ENOSPC) anywhere below can
+ * never pass for a refusal that waiting fixes.
  */
 int pool_acquire(pool_t *p, const char *name, pool_sandbox_t **out, bool *hit, thaw_err_t *err);
 /* Destroy an acquired sandbox (never reused).  NULL is ignored. */

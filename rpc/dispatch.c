@@ -66,10 +66,10 @@ int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err)
     case ENOENT:
         code = RPC_E_NOT_FOUND;
         break;
-    case ENOSPC:
-        /* Outside pool_acquire (rpc__req_acquire_err), ENOSPC is the
-         * kernel's: a full store.  Unlike a capacity refusal, waiting a
-         * moment does not fix it, so it has its own code. */
+    case EDQUOT: /* the pool's capacity refusal (pool.h): retry shortly */
+        code = RPC_E_CAPACITY;
+        break;
+    case ENOSPC: /* a full store: waiting does not fix it */
         code = RPC_E_NO_SPACE;
         break;
     case EEXIST:
@@ -91,16 +91,6 @@ int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err)
         code = RPC_E_SERVER;
     }
     return rpc__req_error(req, code, "%s", err->msg[0] ? err->msg : strerror(err->code));
-}
-
-int rpc__req_acquire_err(rpc_req_t *req, const thaw_err_t *err)
-{
-    /* pool.h: pool_acquire's -ENOSPC is over capacity (memory budget, global
-     * cap, max_total).  Making a sandbox writes nothing to the store, so a
-     * full disk does not reach here as ENOSPC. */
-    if (err->code == ENOSPC)
-        return rpc__req_error(req, RPC_E_CAPACITY, "%s", err->msg[0] ? err->msg : "capacity");
-    return rpc__req_thaw_err(req, err);
 }
 
 static void req_free(rpc_req_t *req)

@@ -84,7 +84,7 @@ static void acquire_done(rpc_req_t *req)
 {
     sb_state_t *s = req->state;
     if (s->rc < 0) {
-        rpc__req_acquire_err(req, &s->err);
+        rpc__req_thaw_err(req, &s->err);
     } else if (!s->sb) {
         /* Cancelled before it ran: req->ecode says so. */
     } else if (req->conn->closing || req->srv->stopping) {
@@ -299,7 +299,7 @@ static void run_done(rpc_req_t *req)
     if (s->rc < 0 && s->exec_failed) {
         sandbox_error(req, &s->err);
     } else if (s->rc < 0) {
-        rpc__req_acquire_err(req, &s->err);
+        rpc__req_thaw_err(req, &s->err);
     } else if (!req->ecode) {
         req->result = exec_result(s);
         json_object_set_new(req->result, "hit", json_boolean(s->hit));

@@ -167,11 +167,10 @@ void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn do
 void rpc__conn_cancel(rpc_conn_t *c);
 int rpc__req_error(rpc_req_t *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Map a pool error (errno + message) to an RPC error on req; ENOSPC is a
- * full disk (RPC_E_NO_SPACE). */
+/* Map a pool error (errno + message) to an RPC error on req: EDQUOT is the
+ * pool's capacity refusal (RPC_E_CAPACITY), ENOSPC a full disk
+ * (RPC_E_NO_SPACE). */
 int rpc__req_thaw_err(rpc_req_t *req, const thaw_err_t *err);
-/* The same for pool_acquire, whose ENOSPC is its capacity refusal (RPC_E_CAPACITY). */
-int rpc__req_acquire_err(rpc_req_t *req, const thaw_err_t *err);
 /* An error line with a null or given id (before a request exists). */
 json_t *rpc__error_obj(json_t *id, int code, const char *msg);
 
