@@ -7,8 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Entries of a /proc directory, "." and ".." aside; -1 if it cannot be read. */
-static int count_entries(const char *dir)
+/* Entries of a /proc directory, "." and ".." aside and those skip (may be
+ * NULL) says to leave out; -1 if it cannot be read. */
+static int count_entries(const char *dir, bool (*skip)(const char *name))
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -16,7 +17,7 @@ static int count_entries(const char *dir)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
+        if (e->d_name[0] != '.' && !(skip && skip(e->d_name)))
             n++;
     closedir(d);
     return n;
@@ -24,7 +25,7 @@ static int count_entries(const char *dir)
 
 int thaw_test_count_fds(void)
 {
-    int n = count_entries("/proc/self/fd");
+    int n = count_entries("/proc/self/fd", NULL);
     return n < 0 ? -1 : n - 1; /* the directory's own descriptor */
 }
 
@@ -51,14 +52,5 @@ static bool kernel_worker(const char *tid)
 
 int thaw_test_count_threads(void)
 {
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && !kernel_worker(e->d_name))
-            n++;
-    closedir(d);
-    return n;
+    return count_entries("/proc/self/task", kernel_worker);
 }
