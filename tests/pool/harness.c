@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -153,6 +154,15 @@ void th_unmount_store(const th_daemon_t *d)
     char store[sizeof(d->dir) + 8];
     snprintf(store, sizeof(store), "%s/store", d->dir);
     umount2(store, MNT_DETACH);
+}
+
+int th_become(uid_t uid, gid_t gid)
+{
+    if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+        fprintf(stderr, "become uid %d gid %d: %s\n", (int)uid, (int)gid, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 void th_cleanup(th_daemon_t *d)

@@ -14,7 +14,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 typedef struct th_daemon {
     pid_t pid;
@@ -47,6 +49,23 @@ int th_start(th_daemon_t *d, const char *const *extra);
  */
 void th_tmpfs_store(th_daemon_t *d, const char *tmpl, const char *size, char *store, size_t cap);
 void th_unmount_store(const th_daemon_t *d);
+/*
+ * In a forked child (root only): become uid with gid as its only group,
+ * for tests of what a second user may reach.  0, or -1 with the reason on
+ * stderr.
+ */
+int th_become(uid_t uid, gid_t gid);
+/* In such a child, where cmocka's asserts cannot report: on failure print
+ * the uid and the message and _exit(1). */
+#define TH_CHILD_CHECK(cond, ...)                                                                  \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "child uid %d: ", (int)getuid());                                      \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            _exit(1);                                                                              \
+        }                                                                                          \
+    } while (0)
 /* SIGTERM, wait (up to 20 s, then SIGKILL): the exit status, -1 if killed. */
 int th_stop(th_daemon_t *d);
 /* Remove the temporary directory. */

@@ -30,27 +30,6 @@
 #define UID_B 40002
 #define GID_C 40000 /* both clients' group: the socket's group */
 
-static int become(uid_t uid)
-{
-    gid_t g = GID_C;
-    if (setgroups(1, &g) < 0 || setresgid(GID_C, GID_C, GID_C) < 0 ||
-        setresuid(uid, uid, uid) < 0) {
-        fprintf(stderr, "become %d: %s\n", (int)uid, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "child uid %d: ", (int)getuid());                                      \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            _exit(1);                                                                              \
-        }                                                                                          \
-    } while (0)
-
 /* Run fn(arg) in a child as uid; returns its exit status. */
 static int as_uid(uid_t uid, int (*fn)(const th_daemon_t *, char *), const th_daemon_t *d,
                   char *arg)
@@ -61,7 +40,7 @@ static int as_uid(uid_t uid, int (*fn)(const th_daemon_t *, char *), const th_da
     assert_true(pid >= 0);
     if (pid == 0) {
         close(pfd[0]);
-        if (become(uid) < 0)
+        if (th_become(uid, GID_C) < 0)
             _exit(2);
         char out[128] = "";
         int rc = fn(d, out);
@@ -83,16 +62,17 @@ static int as_uid(uid_t uid, int (*fn)(const th_daemon_t *, char *), const th_da
 static int a_acquires(const th_daemon_t *d, char *out)
 {
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *r =
         th_call(&c, "sandbox.acquire", json_pack("{s:s, s:i}", "template", "p", "lease_s", 60));
-    CHECK(r && !th_code(r), "acquire: %s", th_msg(r));
+    TH_CHILD_CHECK(r && !th_code(r), "acquire: %s", th_msg(r));
     snprintf(out, 128, "%s",
              json_string_value(json_object_get(json_object_get(r, "result"), "id")));
     json_decref(r);
     r = th_call(&c, "server.info", NULL);
-    CHECK(json_integer_value(json_object_get(json_object_get(r, "result"), "uid")) == UID_A,
-          "server.info reports another uid");
+    TH_CHILD_CHECK(json_integer_value(json_object_get(json_object_get(r, "result"), "uid")) ==
+                       UID_A,
+                   "server.info reports another uid");
     json_decref(r);
     th_close(&c);
     return 0;
@@ -104,26 +84,27 @@ static int b_is_denied(const th_daemon_t *d, char *out)
 {
     (void)out;
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *r = th_call(&c, "sandbox.list", NULL);
-    CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "sandboxes")) == 0,
-          "B sees sandboxes");
+    TH_CHILD_CHECK(
+        r && json_array_size(json_object_get(json_object_get(r, "result"), "sandboxes")) == 0,
+        "B sees sandboxes");
     json_decref(r);
     r = th_call(&c, "sandbox.exec", json_pack("{s:s, s:[s]}", "id", shared_id, "argv", "true"));
-    CHECK(th_code(r) == -32001, "exec into A's sandbox: %d %s", th_code(r), th_msg(r));
+    TH_CHILD_CHECK(th_code(r) == -32001, "exec into A's sandbox: %d %s", th_code(r), th_msg(r));
     json_decref(r);
     r = th_call(&c, "sandbox.get_file",
                 json_pack("{s:s, s:s}", "id", shared_id, "path", "/etc/hostname"));
-    CHECK(th_code(r) == -32001, "get_file from A's sandbox: %d", th_code(r));
+    TH_CHILD_CHECK(th_code(r) == -32001, "get_file from A's sandbox: %d", th_code(r));
     json_decref(r);
     r = th_call(&c, "sandbox.put_file",
                 json_pack("{s:s, s:s, s:s}", "id", shared_id, "path", "/tmp/x", "data", "x"));
-    CHECK(th_code(r) == -32001, "put_file into A's sandbox: %d", th_code(r));
+    TH_CHILD_CHECK(th_code(r) == -32001, "put_file into A's sandbox: %d", th_code(r));
     json_decref(r);
     r = th_call(&c, "sandbox.release", json_pack("{s:s}", "id", shared_id));
-    CHECK(th_code(r) == -32001, "release of A's sandbox: %d", th_code(r));
+    TH_CHILD_CHECK(th_code(r) == -32001, "release of A's sandbox: %d", th_code(r));
     /* The message is the one any unknown id gets: nothing is revealed. */
-    CHECK(strstr(th_msg(r), "not found"), "message: %s", th_msg(r));
+    TH_CHILD_CHECK(strstr(th_msg(r), "not found"), "message: %s", th_msg(r));
     json_decref(r);
     th_close(&c);
     return 0;
@@ -133,20 +114,21 @@ static int b_is_not_admin(const th_daemon_t *d, char *out)
 {
     (void)out;
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *r =
         th_call(&c, "template.create", json_pack("{s:s, s:s}", "name", "mine", "tier", "process"));
-    CHECK(th_code(r) == -32007, "template.create by a non-admin: %d %s", th_code(r), th_msg(r));
+    TH_CHILD_CHECK(th_code(r) == -32007, "template.create by a non-admin: %d %s", th_code(r),
+                   th_msg(r));
     json_decref(r);
     r = th_call(&c, "template.delete", json_pack("{s:s}", "name", "p"));
-    CHECK(th_code(r) == -32007, "template.delete by a non-admin: %d", th_code(r));
+    TH_CHILD_CHECK(th_code(r) == -32007, "template.delete by a non-admin: %d", th_code(r));
     json_decref(r);
     r = th_call(&c, "pool.configure", json_pack("{s:s, s:i}", "name", "p", "min_ready", 3));
-    CHECK(th_code(r) == -32007, "pool.configure by a non-admin: %d", th_code(r));
+    TH_CHILD_CHECK(th_code(r) == -32007, "pool.configure by a non-admin: %d", th_code(r));
     json_decref(r);
     /* Reading is for everyone. */
     r = th_call(&c, "template.list", NULL);
-    CHECK(r && !th_code(r), "template.list: %s", th_msg(r));
+    TH_CHILD_CHECK(r && !th_code(r), "template.list: %s", th_msg(r));
     json_decref(r);
     th_close(&c);
     return 0;
@@ -156,19 +138,20 @@ static int a_still_owns(const th_daemon_t *d, char *out)
 {
     (void)out;
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *r = th_call(&c, "sandbox.list", NULL);
     json_t *arr = json_object_get(json_object_get(r, "result"), "sandboxes");
-    CHECK(json_array_size(arr) == 1, "A has %zu sandboxes", json_array_size(arr));
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(arr, 0), "id")), shared_id),
-          "A sees another id");
+    TH_CHILD_CHECK(json_array_size(arr) == 1, "A has %zu sandboxes", json_array_size(arr));
+    TH_CHILD_CHECK(
+        !strcmp(json_string_value(json_object_get(json_array_get(arr, 0), "id")), shared_id),
+        "A sees another id");
     json_decref(r);
     r = th_call(&c, "sandbox.exec",
                 json_pack("{s:s, s:[s,s]}", "id", shared_id, "argv", "echo", "mine"));
-    CHECK(!th_code(r), "A's exec: %s", th_msg(r));
+    TH_CHILD_CHECK(!th_code(r), "A's exec: %s", th_msg(r));
     json_decref(r);
     r = th_call(&c, "sandbox.release", json_pack("{s:s}", "id", shared_id));
-    CHECK(!th_code(r), "A's release: %s", th_msg(r));
+    TH_CHILD_CHECK(!th_code(r), "A's release: %s", th_msg(r));
     json_decref(r);
     th_close(&c);
     return 0;
@@ -178,12 +161,12 @@ static int is_refused(const th_daemon_t *d, char *out)
 {
     (void)out;
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *first = th_recv(&c, 10000); /* thawd speaks first, then hangs up */
-    CHECK(first && th_code(first) == -32007, "expected -32007, got %d", th_code(first));
-    CHECK(strstr(th_msg(first), "not allowed"), "message: %s", th_msg(first));
+    TH_CHILD_CHECK(first && th_code(first) == -32007, "expected -32007, got %d", th_code(first));
+    TH_CHILD_CHECK(strstr(th_msg(first), "not allowed"), "message: %s", th_msg(first));
     json_decref(first);
-    CHECK(th_recv(&c, 10000) == NULL, "connection still open");
+    TH_CHILD_CHECK(th_recv(&c, 10000) == NULL, "connection still open");
     th_close(&c);
     return 0;
 }
@@ -192,9 +175,9 @@ static int is_served(const th_daemon_t *d, char *out)
 {
     (void)out;
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
     json_t *r = th_call(&c, "server.info", NULL);
-    CHECK(r && !th_code(r), "server.info: %s", th_msg(r));
+    TH_CHILD_CHECK(r && !th_code(r), "server.info: %s", th_msg(r));
     json_decref(r);
     th_close(&c);
     return 0;

@@ -324,27 +324,6 @@ static void test_default_and_no_cap(void **state)
 
 /* ---- two uids (priv) ---- */
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "child uid %d: ", (int)getuid());                                      \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            _exit(1);                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int become(uid_t uid)
-{
-    gid_t g = GID_C;
-    if (setgroups(1, &g) < 0 || setresgid(GID_C, GID_C, GID_C) < 0 ||
-        setresuid(uid, uid, uid) < 0) {
-        fprintf(stderr, "become %d: %s\n", (int)uid, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 /*
  * uid A: fill the cap of 2 on two connections, see the third refused, tell
  * the parent (a byte on ready_fd), then wait for both runs to finish once the
@@ -353,20 +332,20 @@ static int become(uid_t uid)
 static int uid_a_fills_its_cap(const th_daemon_t *d, int ready_fd)
 {
     th_conn_t a1, a2, a3;
-    CHECK(th_connect(&a1, d->sock) == 0 && th_connect(&a2, d->sock) == 0 &&
-              th_connect(&a3, d->sock) == 0,
-          "connect: %s", strerror(errno));
-    CHECK(send_gated_run(&a1, d, "a1") == 0 && send_gated_run(&a2, d, "a2") == 0, "send");
-    CHECK(wait_uid_inflight(&a3, 2), "uid A never had 2 in flight");
+    TH_CHILD_CHECK(th_connect(&a1, d->sock) == 0 && th_connect(&a2, d->sock) == 0 &&
+                       th_connect(&a3, d->sock) == 0,
+                   "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(send_gated_run(&a1, d, "a1") == 0 && send_gated_run(&a2, d, "a2") == 0, "send");
+    TH_CHILD_CHECK(wait_uid_inflight(&a3, 2), "uid A never had 2 in flight");
     json_t *r = run_echo(&a3);
-    CHECK(is_uid_refusal(r, UID_A, 2), "A's third request was not refused");
+    TH_CHILD_CHECK(is_uid_refusal(r, UID_A, 2), "A's third request was not refused");
     json_decref(r);
     r = th_call(&a3, "server.info", NULL);
-    CHECK(r && !th_code(r), "server.info at the cap: %s", th_msg(r));
+    TH_CHILD_CHECK(r && !th_code(r), "server.info at the cap: %s", th_msg(r));
     json_decref(r);
-    CHECK(write(ready_fd, "R", 1) == 1, "write: %s", strerror(errno));
-    CHECK(gated_reply_ok(&a1) == 0 && gated_reply_ok(&a2) == 0, "A's runs did not finish");
-    CHECK(wait_uid_inflight(&a3, 0), "A's count did not return to 0");
+    TH_CHILD_CHECK(write(ready_fd, "R", 1) == 1, "write: %s", strerror(errno));
+    TH_CHILD_CHECK(gated_reply_ok(&a1) == 0 && gated_reply_ok(&a2) == 0, "A's runs did not finish");
+    TH_CHILD_CHECK(wait_uid_inflight(&a3, 0), "A's count did not return to 0");
     th_close(&a1);
     th_close(&a2);
     th_close(&a3);
@@ -377,11 +356,11 @@ static int uid_a_fills_its_cap(const th_daemon_t *d, int ready_fd)
 static int uid_b_is_served(const th_daemon_t *d)
 {
     th_conn_t c;
-    CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
-    CHECK(server_stat(&c, "uid_in_flight") == 0, "B is charged for A's requests");
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(server_stat(&c, "uid_in_flight") == 0, "B is charged for A's requests");
     for (int i = 0; i < 2; i++) {
         json_t *r = run_echo(&c);
-        CHECK(r && !th_code(r), "B's run %d: %d %s", i, th_code(r), th_msg(r));
+        TH_CHILD_CHECK(r && !th_code(r), "B's run %d: %d %s", i, th_code(r), th_msg(r));
         json_decref(r);
     }
     th_close(&c);
@@ -412,7 +391,7 @@ static void test_other_uid_served_while_one_at_cap(void **state)
     assert_true(a >= 0);
     if (a == 0) {
         close(pfd[0]);
-        _exit(become(UID_A) < 0 ? 2 : uid_a_fills_its_cap(&d, pfd[1]));
+        _exit(th_become(UID_A, GID_C) < 0 ? 2 : uid_a_fills_its_cap(&d, pfd[1]));
     }
     close(pfd[1]);
     struct pollfd p = {.fd = pfd[0], .events = POLLIN};
@@ -430,7 +409,7 @@ static void test_other_uid_served_while_one_at_cap(void **state)
     pid_t b = fork();
     assert_true(b >= 0);
     if (b == 0)
-        _exit(become(UID_B) < 0 ? 2 : uid_b_is_served(&d));
+        _exit(th_become(UID_B, GID_C) < 0 ? 2 : uid_b_is_served(&d));
     assert_int_equal(wait_child(b), 0);
     json_t *r = run_echo(&root);
     assert_int_equal(th_code(r), 0);
