@@ -143,9 +143,9 @@ static void work_cb(uv_work_t *w)
     req->work_fn(req);
 }
 
-static void after_work_cb(uv_work_t *w, int status)
+/* The end of deferred work, run or not (status UV_ECANCELED): done, reply. */
+static void req_complete(rpc_req_t *req, int status)
 {
-    rpc_req_t *req = w->data;
     /* Notes this request queued must go out before its reply. */
     rpc__notify_drain(req->srv);
     if (status == UV_ECANCELED && !req->ecode && req->srv->stopping)
@@ -155,6 +155,41 @@ static void after_work_cb(uv_work_t *w, int status)
     if (req->done_fn)
         req->done_fn(req);
     rpc__req_finish(req);
+}
+
+static void req_submit(rpc_req_t *req);
+
+/* Hand waiting work to free worker threads, one uid at a time (uidtable.c). */
+static void pump(rpc_server_t *srv)
+{
+    rpc_req_t *req;
+    while (srv->running < srv->cfg.threads && (req = rpc__uid_dequeue(srv))) {
+        srv->queued--;
+        req_submit(req);
+    }
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    rpc_req_t *req = w->data;
+    rpc_server_t *srv = req->srv;
+    srv->running--;
+    req_complete(req, status);
+    pump(srv);
+}
+
+/* Give req to libuv, which has a thread free for it (running < threads). */
+static void req_submit(rpc_req_t *req)
+{
+    int r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);
+    if (r < 0) {
+        rpc__req_error(req, RPC_E_INTERNAL, "cannot queue work: %s", uv_strerror(r));
+        if (req->done_fn)
+            req->done_fn(req);
+        rpc__req_finish(req);
+        return;
+    }
+    req->srv->running++;
 }
 
 /*
@@ -201,15 +236,22 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
         rpc__req_finish(req);
         return;
     }
-    int r = req->cancellable && pool_cancel_new(&req->cancel) < 0 ? UV_ENOMEM : 0;
-    if (r == 0)
-        r = uv_queue_work(&req->srv->loop, &req->work, work_cb, after_work_cb);
-    if (r < 0) {
-        rpc__req_error(req, RPC_E_INTERNAL, "cannot queue work: %s", uv_strerror(r));
+    rpc_server_t *srv = req->srv;
+    if (req->cancellable && pool_cancel_new(&req->cancel) < 0) {
+        rpc__req_error(req, RPC_E_INTERNAL, "out of memory");
         if (done)
             done(req);
         rpc__req_finish(req);
+        return;
     }
+    if (srv->running < srv->cfg.threads && !srv->round_head) {
+        req_submit(req);
+        return;
+    }
+    /* Every worker is busy: wait in its uid's queue for a turn. */
+    rpc__uid_enqueue(srv, req);
+    srv->queued++;
+    srv->queued_total++;
 }
 
 void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
@@ -220,10 +262,24 @@ void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn do
 
 void rpc__conn_cancel(rpc_conn_t *c)
 {
+    rpc_server_t *srv = c->srv;
     unsigned n = 0;
-    /* First drop work still queued behind busy workers (after_work_cb then
-     * sees UV_ECANCELED; for work already running uv_cancel fails with
-     * UV_EBUSY), so that no worker freed by the second pass picks one up. */
+    /* First drop work still waiting for a worker, so that no worker freed by
+     * the second pass picks one up: from thawd's queues (ended here, which
+     * unlinks it from c->reqs), and from libuv's, which holds work briefly
+     * while a thread that finished is not yet counted free (after_work_cb
+     * then sees UV_ECANCELED; for work already running uv_cancel fails with
+     * UV_EBUSY).  Work that is not cancellable (template.create, ...) runs
+     * to its end even without a client, in its turn. */
+    for (rpc_req_t *r = c->reqs, *nx; r; r = nx) {
+        nx = r->cnext;
+        if (r->cancel && r->queued) {
+            rpc__uid_unqueue(srv, r);
+            srv->queued--;
+            n++;
+            req_complete(r, UV_ECANCELED);
+        }
+    }
     for (rpc_req_t *r = c->reqs; r; r = r->cnext)
         if (r->cancel)
             uv_cancel((uv_req_t *)&r->work);
@@ -236,7 +292,7 @@ void rpc__conn_cancel(rpc_conn_t *c)
     }
     if (n == 0)
         return;
-    c->srv->cancelled += n;
+    srv->cancelled += n;
     thaw_info("rpc", "cancel_on_disconnect", "conn=%llu uid=%d requests=%u",
               (unsigned long long)c->id, (int)c->uid, n);
 }

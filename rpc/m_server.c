@@ -101,6 +101,12 @@ static json_t *stats_json(rpc_server_t *srv, uid_t uid)
         json_object_set_new(server, "uid_refusals", json_integer((json_int_t)srv->uid_refusals));
         json_object_set_new(server, "uid_in_flight",
                             json_integer((json_int_t)rpc__uid_inflight(srv, uid)));
+        /* Blocking requests on a worker thread, and those waiting for one
+         * (now, and how many ever did). */
+        json_object_set_new(server, "workers_busy", json_integer((json_int_t)srv->running));
+        json_object_set_new(server, "workers", json_integer((json_int_t)srv->cfg.threads));
+        json_object_set_new(server, "queued", json_integer((json_int_t)srv->queued));
+        json_object_set_new(server, "queued_total", json_integer((json_int_t)srv->queued_total));
     } else {
         json_decref(tpls);
     }
@@ -174,6 +180,15 @@ void rpc__m_server_metrics(rpc_req_t *req)
             "--max-inflight-per-uid.\n"
             "# TYPE thaw_uid_refusals_total counter\nthaw_uid_refusals_total %llu\n",
             (unsigned long long)srv->uid_refusals);
+    fprintf(f,
+            "# HELP thaw_workers_busy Blocking requests on a worker thread.\n"
+            "# TYPE thaw_workers_busy gauge\nthaw_workers_busy %u\n"
+            "# HELP thaw_requests_queued Blocking requests waiting for a worker thread.\n"
+            "# TYPE thaw_requests_queued gauge\nthaw_requests_queued %u\n"
+            "# HELP thaw_requests_queued_total Blocking requests that waited for a worker "
+            "thread.\n"
+            "# TYPE thaw_requests_queued_total counter\nthaw_requests_queued_total %llu\n",
+            srv->running, srv->queued, (unsigned long long)srv->queued_total);
     fprintf(f,
             "# HELP thaw_connections Open client connections.\n"
             "# TYPE thaw_connections gauge\nthaw_connections %u\n",

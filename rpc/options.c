@@ -341,11 +341,12 @@ int thawd_parse_opts(int argc, char **argv, thawd_opts_t *o)
      * Three quarters of the worker threads: one uid alone still gets most of
      * the pool, but never all of it, so while one uid holds long execs on
      * many connections a quarter of the threads stays free for everyone
-     * else.  (Several uids together can still fill the pool; the cap is
-     * about one uid starving the rest.)
+     * else.  (Several uids together can still fill the pool; then queued
+     * work is handed out one uid at a time, see rpc/uidtable.c.)
      */
     if (!per_uid_given)
         o->rpc.max_inflight_per_uid = o->threads * 3 / 4 ? o->threads * 3 / 4 : 1;
+    o->rpc.threads = o->threads;
     o->rpc.socket_path = o->socket_path;
     o->rpc.store_dir = o->store_dir;
     o->pool.store_dir = o->store_dir;

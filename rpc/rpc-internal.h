@@ -9,9 +9,10 @@
  * Cancellation: work that uses a sandbox (sandbox.*) carries a pool cancel
  * token.  When its connection closes (the client is gone) the loop thread
  * cancels the token, which kills a running command through the agent, and
- * uv_cancel()s work still queued for a worker thread.  Either way the
- * request ends through the usual done/finish path, which releases what it
- * holds; its reply is dropped since the connection is closing.
+ * drops work still waiting for a worker thread (from its uid's queue, or
+ * uv_cancel() from libuv's).  Either way the request ends through the usual
+ * done/finish path, which releases what it holds; its reply is dropped since
+ * the connection is closing.
  */
 #ifndef THAW_RPC_INTERNAL_H
 #define THAW_RPC_INTERNAL_H
@@ -70,9 +71,13 @@ struct rpc_sb {
  */
 typedef struct rpc_uid {
     uid_t uid;
-    unsigned inflight;
-    bool warned; /* a refusal was logged since uid last had nothing in flight */
+    unsigned inflight; /* queued ones included */
+    bool warned;       /* a refusal was logged since uid last had nothing in flight */
     struct rpc_uid *next;
+    /* Its requests waiting for a worker thread, oldest first, and its place
+     * in the server's round of uids with waiting work (while qhead is set). */
+    rpc_req_t *qhead, *qtail;
+    struct rpc_uid *rnext;
 } rpc_uid_t;
 
 #define RPC_UID_BUCKETS 64
@@ -99,6 +104,10 @@ struct rpc_server {
     unsigned nsbs;
 
     rpc_uid_t *uids[RPC_UID_BUCKETS]; /* blocking requests in flight per uid */
+    /* Deferred work: how much a worker thread holds (at most cfg.threads),
+     * and the round of uids whose requests wait for one (uidtable.c). */
+    unsigned running, queued;
+    rpc_uid_t *round_head, *round_tail;
 
     pthread_mutex_t nq_mu; /* the notification queue, filled by worker threads */
     struct rpc_note *nq_head, *nq_tail;
@@ -108,6 +117,7 @@ struct rpc_server {
     uint64_t requests, errors, connections_total, bytes_in, bytes_out;
     uint64_t cancelled;    /* requests cancelled because their client went away */
     uint64_t uid_refusals; /* blocking requests refused by --max-inflight-per-uid */
+    uint64_t queued_total; /* blocking requests that waited for a worker thread */
 };
 
 typedef void (*rpc_work_fn)(rpc_req_t *req);
@@ -131,6 +141,8 @@ struct rpc_req {
     bool cancellable;      /* uses a sandbox: cancelled when the client goes */
     pool_cancel_t *cancel; /* its token, made when the work is queued */
     rpc_uid_t *uid_slot;   /* counted against its uid's cap while set (deferred work) */
+    bool queued;           /* waiting in its uid's queue for a worker thread */
+    rpc_req_t *qnext;      /* in that queue */
     rpc_req_t *cprev, *cnext;
 };
 
@@ -186,6 +198,17 @@ int rpc__uid_take(rpc_server_t *srv, uid_t uid, unsigned cap, rpc_uid_t **out);
 void rpc__uid_put(rpc_server_t *srv, rpc_uid_t *e);
 /* What uid has in flight now (0 if nothing). */
 unsigned rpc__uid_inflight(const rpc_server_t *srv, uid_t uid);
+/*
+ * The wait for a worker thread: rpc__uid_enqueue puts req (counted, so
+ * req->uid_slot is set) at the end of its uid's queue; rpc__uid_dequeue
+ * takes the oldest request of the uid whose turn it is and moves that uid to
+ * the end of the round, so waiting uids are served one request each in turn
+ * (NULL when nothing waits); rpc__uid_unqueue takes a queued req out (its
+ * client left).  The caller keeps srv->queued.
+ */
+void rpc__uid_enqueue(rpc_server_t *srv, rpc_req_t *req);
+rpc_req_t *rpc__uid_dequeue(rpc_server_t *srv);
+void rpc__uid_unqueue(rpc_server_t *srv, rpc_req_t *req);
 /* At rpc_server_free: drop what is left (nothing once every request ended). */
 void rpc__uid_free_all(rpc_server_t *srv);
 

@@ -52,6 +52,14 @@ typedef struct rpc_config {
      * can take every thread, yet one uid alone still gets most of them.
      */
     unsigned max_inflight_per_uid;
+    /*
+     * libuv's worker threads (UV_THREADPOOL_SIZE, which the caller sets
+     * before the loop runs); 0 = read UV_THREADPOOL_SIZE, else libuv's 4.
+     * thawd hands a worker at most this many requests at once and keeps the
+     * rest in per-uid queues, served one uid at a time (uidtable.c), so a
+     * uid that queued a lot does not make every other uid wait behind it.
+     */
+    unsigned threads;
     uint32_t max_exec_ms;     /* cap on an exec's timeout_ms; 0 = 300000 */
     uint32_t default_exec_ms; /* exec timeout when none is given; 0 = 60000 */
     uint32_t max_output;      /* cap on an exec's output bytes; 0 = 16 MiB */

@@ -509,6 +509,12 @@ int rpc_server_new(const rpc_config_t *cfg, pool_t *pool, rpc_server_t **out, th
         c->max_file = 4u << 20;
     if (!c->max_lease_s)
         c->max_lease_s = 3600;
+    if (!c->threads) {
+        /* What libuv will start, read the way it reads it (capped at 1024). */
+        const char *env = getenv("UV_THREADPOOL_SIZE");
+        long v = env ? strtol(env, NULL, 10) : 4;
+        c->threads = v < 1 ? 1 : v > 1024 ? 1024 : (unsigned)v;
+    }
     snprintf(srv->socket_path, sizeof(srv->socket_path), "%s", cfg->socket_path);
     snprintf(srv->store_dir, sizeof(srv->store_dir), "%s", cfg->store_dir ? cfg->store_dir : "");
     snprintf(srv->vm_note, sizeof(srv->vm_note), "%s", cfg->vm_note ? cfg->vm_note : "");

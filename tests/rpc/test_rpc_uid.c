@@ -18,8 +18,13 @@
  *   - a client that disconnects gives its count back (its work is cancelled);
  *   - the default is 3/4 of --threads (at least 1), 0 means no cap, and
  *     SIGTERM with a uid at its cap still exits cleanly;
+ *   - with no cap, requests beyond the worker threads wait in thawd's queue
+ *     (server.stats workers_busy, queued, queued_total; the metrics), and a
+ *     waiting request whose client leaves is dropped and counted cancelled;
  *   - (argv[1] "two-uids", priv: setresuid) while uid A is at its cap, uid B
- *     and root are still served.
+ *     and root are still served; and waiting uids take turns: on two
+ *     threads, with root's r2 and r3 waiting before uid B's request, the
+ *     second worker to come free serves B, not r3.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,15 +137,22 @@ static long server_stat(th_conn_t *c, const char *key)
     return out;
 }
 
-/* Wait (up to 10 s) until the caller's uid has `want` blocking requests in flight. */
-static bool wait_uid_inflight(th_conn_t *c, long want)
+/* Wait (up to 10 s) until server.stats' server[key] is want. */
+static bool wait_stat(th_conn_t *c, const char *key, long want)
 {
     for (int waited = 0; waited <= 10000; waited += 20) {
-        if (server_stat(c, "uid_in_flight") == want)
+        if (server_stat(c, key) == want)
             return true;
         th_sleep_ms(20);
     }
+    fprintf(stderr, "server.stats: %s stayed %ld, not %ld\n", key, server_stat(c, key), want);
     return false;
+}
+
+/* Wait until the caller's uid has `want` blocking requests in flight. */
+static bool wait_uid_inflight(th_conn_t *c, long want)
+{
+    return wait_stat(c, "uid_in_flight", want);
 }
 
 static long info_limit(th_conn_t *c)
@@ -303,22 +315,40 @@ static void test_default_and_no_cap(void **state)
     assert_int_equal(info_limit(&ctl), 1);
     assert_int_equal(th_finish(&d, &ctl), 0);
 
-    /* 0: no cap; a fifth request on four threads waits for one, as before. */
+    /* 0: no cap; a fifth request on four threads waits for one in thawd's
+     * queue, and a sixth that waits is dropped when its client leaves. */
     memset(&d, 0, sizeof(d));
     const char *nocap[] = {"--threads", "4", "--max-inflight-per-uid", "0", NULL};
     assert_int_equal(start(&d, &ctl, nocap), 0);
     assert_int_equal(info_limit(&ctl), 0);
+    assert_int_equal(server_stat(&ctl, "workers"), 4);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(th_connect(&conns[i], d.sock), 0);
         assert_int_equal(send_gated_run(&conns[i], &d, "open"), 0);
     }
     assert_true(wait_uid_inflight(&ctl, 5));
+    assert_true(wait_stat(&ctl, "workers_busy", 4));
+    assert_int_equal(server_stat(&ctl, "queued"), 1);
+    th_conn_t leaver;
+    assert_int_equal(th_connect(&leaver, d.sock), 0);
+    assert_int_equal(send_gated_run(&leaver, &d, "open"), 0);
+    assert_true(wait_stat(&ctl, "queued", 2));
+    th_close(&leaver);
+    assert_true(wait_stat(&ctl, "queued", 1));
+    assert_int_equal(server_stat(&ctl, "cancelled"), 1);
+    assert_int_equal(server_stat(&ctl, "workers_busy"), 4);
     open_gate(&d, "open");
     for (int i = 0; i < 5; i++) {
         assert_int_equal(gated_reply_ok(&conns[i]), 0);
         th_close(&conns[i]);
     }
     assert_int_equal(server_stat(&ctl, "uid_refusals"), 0);
+    assert_true(wait_stat(&ctl, "queued", 0));
+    assert_int_equal(server_stat(&ctl, "queued_total"), 2);
+    json_t *m = th_ok(&ctl, "server.metrics", NULL);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(m, "text")), "\nthaw_requests_queued_total 2\n"));
+    json_decref(m);
     assert_int_equal(th_finish(&d, &ctl), 0);
 }
 
@@ -422,6 +452,73 @@ static void test_other_uid_served_while_one_at_cap(void **state)
     assert_int_equal(th_finish(&d, &root), 0);
 }
 
+/* uid B: one gated run, sent while root's requests hold every worker and
+ * more of root's wait; 0 once its reply says "done". */
+static int uid_b_waits_its_turn(const th_daemon_t *d)
+{
+    th_conn_t c;
+    TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
+    TH_CHILD_CHECK(send_gated_run(&c, d, "b") == 0, "send");
+    TH_CHILD_CHECK(gated_reply_ok(&c) == 0, "B's run did not finish");
+    th_close(&c);
+    return 0;
+}
+
+/* Open gate `name` and check that connection c's gated run then finishes. */
+static void finish_gated(th_daemon_t *d, th_conn_t *c, const char *name)
+{
+    open_gate(d, name);
+    assert_int_equal(gated_reply_ok(c), 0);
+}
+
+static void test_waiting_uids_take_turns(void **state)
+{
+    (void)state;
+    th_daemon_t d = {0};
+    th_conn_t root, r[4];
+    const char *extra[] = {"--threads", "2", "--max-inflight-per-uid", "0", NULL};
+    assert_int_equal(start(&d, &root, extra), 0);
+    assert_int_equal(chown(d.sock, 0, GID_C), 0);
+
+    /* Root: r0 and r1 on the two workers, then r2 and r3 waiting, in that order. */
+    static const char *const gates[] = {"r0", "r1", "r2", "r3"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(th_connect(&r[i], d.sock), 0);
+        assert_int_equal(send_gated_run(&r[i], &d, gates[i]), 0);
+        assert_true(i < 2 ? wait_stat(&root, "workers_busy", i + 1)
+                          : wait_stat(&root, "queued", i - 1));
+    }
+    /* uid B queues one request behind root's two. */
+    pid_t b = fork();
+    assert_true(b >= 0);
+    if (b == 0)
+        _exit(th_become(UID_B, GID_C) < 0 ? 2 : uid_b_waits_its_turn(&d));
+    assert_true(wait_stat(&root, "queued", 3));
+
+    /* The first free worker goes to root's r2 (root waited first), the
+     * second to B, not to root's r3: turns go by uid, not by arrival. */
+    finish_gated(&d, &r[0], "r0");
+    assert_true(wait_stat(&root, "queued", 2));
+    finish_gated(&d, &r[1], "r1");
+    assert_true(wait_stat(&root, "queued", 1));
+    open_gate(&d, "b");
+    if (!th_wait_gone(b, 15000)) {
+        kill(b, SIGKILL);
+        wait_child(b);
+        fail_msg("uid B's request waited behind root's r3: no turn by uid");
+    }
+    assert_int_equal(wait_child(b), 0);
+    /* B's worker went to r3: both of root's gated runs hold one now. */
+    assert_true(wait_stat(&root, "queued", 0));
+    assert_true(wait_stat(&root, "workers_busy", 2));
+    finish_gated(&d, &r[2], "r2");
+    finish_gated(&d, &r[3], "r3");
+    for (int i = 0; i < 4; i++)
+        th_close(&r[i]);
+    assert_int_equal(server_stat(&root, "queued_total"), 3);
+    assert_int_equal(th_finish(&d, &root), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (!getenv("THAWD"))
@@ -430,6 +527,7 @@ int main(int argc, char **argv)
         thaw_test_require_root();
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_other_uid_served_while_one_at_cap),
+            cmocka_unit_test(test_waiting_uids_take_turns),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
     }
