@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/proctree.h"
 
 static const char *const default_env[] = {
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -532,6 +533,14 @@ void agent__kill_all(agent_t *a)
 void agent__procs_free(agent_t *a)
 {
     agent__kill_all(a);
+    if (a->mode == AGENT_MODE_TEST) {
+        /* Test mode has no pid namespace or VM to end with us, and what a
+         * command left running (a background job outside its group's kill,
+         * a daemon in its own session) is below us, since we are a
+         * subreaper: take it all down before the session ends
+         * (pool/backend-process.c does the same if we are gone first). */
+        thaw_kill_descendants(getpid(), 64);
+    }
     /* their request ids belong to a session that is over; the processes
      * are reaped as orphans by the SIGCHLD path */
     while (a->procs)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/proctree.h"
 
 extern char **environ;
 
@@ -130,8 +131,16 @@ static void proc_destroy(void *ctx, void *sb)
 {
     (void)ctx;
     proc_sb_t *s = sb;
-    /* The whole process group: the agent and anything it left running. */
-    kill(-s->pid, SIGKILL);
+    /*
+     * Everything the workload left running, then the agent.  The agent is a
+     * child subreaper in this mode (guest/agent_main.c), so while it lives
+     * everything the workload started is below it, a daemon that left its
+     * session too.  It may be gone already: the channel closed first, and
+     * on EOF the agent kills its own tree and exits (agent__procs_free).
+     * Bounded passes: this tier has no pids limit to stop a fork bomb.
+     */
+    thaw_kill_descendants(s->pid, 64);
+    kill(-s->pid, SIGKILL); /* the agent's own group, the agent first among them */
     kill(s->pid, SIGKILL);
     while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
         ;

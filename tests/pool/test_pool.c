@@ -3,7 +3,8 @@
  * Pool behaviour, observed through a real thawd on a real socket: min_ready
  * is kept, prewarm is reached, hits and misses are told apart, capacity is
  * refused with a clear error, a sandbox that dies while ready is replaced,
- * a released sandbox is never reused, and a restart reloads the templates
+ * a released sandbox is never reused and takes everything its workload
+ * started with it (a detached daemon too), and a restart reloads the templates
  * from the store.  The sandboxes are the `process` tier (the real agent as a
  * child process), so this runs without root; tests/pool/test_sentry_pool.c
  * repeats the essentials on the sentry tier in the priv suite.
@@ -285,6 +286,31 @@ static void test_never_reused(void **state)
     assert_true(gone);
 }
 
+/* A workload's leftovers, even a daemon in its own session, go with its sandbox. */
+static void test_leftovers_killed(void **state)
+{
+    th_fx_t *f = *state;
+    create_tpl(&f->c, "t", 0, 0, 10);
+    /* One in the background, one detached (new session, parent gone). */
+    json_t *r = run(&f->c, "t",
+                    "sleep 300 >/dev/null 2>&1 & echo $!; "
+                    "(setsid sleep 301 >/dev/null 2>&1 & echo $!)");
+    long bg = 0, daemon = 0;
+    assert_int_equal(
+        sscanf(json_string_value(json_object_get(r, "stdout")), "%ld %ld", &bg, &daemon), 2);
+    json_decref(r);
+    assert_true(bg > 1 && daemon > 1);
+    /* sandbox.run released the sandbox: destroyed, with all it started. */
+    bool bg_gone = th_wait_gone((pid_t)bg, 10000), daemon_gone = th_wait_gone((pid_t)daemon, 10000);
+    if (!bg_gone) /* only then: a gone pid may already be another process's */
+        kill((pid_t)bg, SIGKILL);
+    if (!daemon_gone)
+        kill((pid_t)daemon, SIGKILL);
+    if (!bg_gone || !daemon_gone)
+        fail_msg("outlived their sandbox: background sleep %ld %s, detached sleep %ld %s", bg,
+                 bg_gone ? "gone" : "RUNNING", daemon, daemon_gone ? "gone" : "RUNNING");
+}
+
 static void test_restart_reloads_templates(void **state)
 {
     th_fx_t *f = *state;
@@ -349,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dying_sandbox_replaced, setup, th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hung_sandbox_replaced, setup, th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_never_reused, setup, th_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_leftovers_killed, setup, th_fx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_reloads_templates, setup, th_fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
