@@ -266,11 +266,12 @@ void rpc__conn_cancel(rpc_conn_t *c)
     unsigned n = 0;
     /* First drop work still waiting for a worker, so that no worker freed by
      * the second pass picks one up: from thawd's queues (ended here, which
-     * unlinks it from c->reqs), and from libuv's, which holds work briefly
-     * while a thread that finished is not yet counted free (after_work_cb
-     * then sees UV_ECANCELED; for work already running uv_cancel fails with
-     * UV_EBUSY).  Work that is not cancellable (template.create, ...) runs
-     * to its end even without a client, in its turn. */
+     * unlinks it from c->reqs), then from libuv's (after_work_cb then sees
+     * UV_ECANCELED; for work already running uv_cancel fails with UV_EBUSY).
+     * libuv's should hold none, as it is never given more work than it has
+     * threads, but an embedder's own use of libuv's pool would change that.
+     * Work that is not cancellable (template.create, ...) runs to its end
+     * even without a client, in its turn. */
     for (rpc_req_t *r = c->reqs, *nx; r; r = nx) {
         nx = r->cnext;
         if (r->cancel && r->queued) {

@@ -362,7 +362,7 @@ int thaw_cmd_stats(const thaw_cli_t *cli, int argc, char **argv)
     } else {
         json_t *s = json_object_get(res, "server");
         printf("sandboxes %lld of %lld, memory %lld of %lld MiB, hits %lld, misses %lld, "
-               "died %lld, capacity refusals %lld\n\n",
+               "died %lld, capacity refusals %lld\n",
                (long long)json_integer_value(json_object_get(s, "sandboxes")),
                (long long)json_integer_value(json_object_get(s, "max_sandboxes")),
                (long long)json_integer_value(json_object_get(s, "memory_mb")),
@@ -371,6 +371,14 @@ int thaw_cmd_stats(const thaw_cli_t *cli, int argc, char **argv)
                (long long)json_integer_value(json_object_get(s, "misses")),
                (long long)json_integer_value(json_object_get(s, "died")),
                (long long)json_integer_value(json_object_get(s, "capacity_refusals")));
+        /* The blocking-work side: thawd's worker threads and its per-uid queues. */
+        printf("workers %lld of %lld busy, %lld requests waiting (%lld in all), "
+               "uid refusals %lld\n\n",
+               (long long)json_integer_value(json_object_get(s, "workers_busy")),
+               (long long)json_integer_value(json_object_get(s, "workers")),
+               (long long)json_integer_value(json_object_get(s, "queued")),
+               (long long)json_integer_value(json_object_get(s, "queued_total")),
+               (long long)json_integer_value(json_object_get(s, "uid_refusals")));
         print_latency(json_object_get(res, "latency"));
         json_t *arr = json_array();
         const char *k;

@@ -110,7 +110,7 @@ def main():
         rc, out, _ = cli("--json", "template", "show", "p")
         check(rc == 0 and json.loads(out)["name"] == "p", "template show --json")
         rc, out, _ = cli("stats")
-        check(rc == 0 and "LATENCY" in out and "run" in out, "stats")
+        check(rc == 0 and "LATENCY" in out and "run" in out and " busy, " in out, "stats")
         rc, out, _ = cli("--json", "stats")
         check(rc == 0 and "latency" in json.loads(out), "stats --json")
         rc, out, _ = cli("metrics")
