@@ -8,8 +8,9 @@
  *     unclaimed port) or N MMIO reads (of a virtio register, served in
  *     user space), minus the same run with N = 0, divided by N.
  *   virtio-console throughput: host -> guest -> host echo of 64 MiB.
- * vmmbench restore: for 128 MiB, 512 MiB and 2 GiB test-guest VMs (memory
- *   above 16 MiB filled by the guest) and each engine: snapshot write time,
+ * vmmbench restore [MiB...]: for 128 MiB, 512 MiB and 2 GiB test-guest VMs
+ *   (or the sizes given; memory above 16 MiB filled by the guest) and each
+ *   engine: snapshot write time,
  *   size and rate; restore latency p50/p99 with its breakdown (memory
  *   attach, VM and vCPU creation, state load, devices, start to KVM_RUN);
  *   and time to the guest's first response (one byte echoed).
@@ -261,7 +262,7 @@ static void remove_bench_dir(void)
         fprintf(stderr, "could not remove %s\n", bench_dir);
 }
 
-static void bench_restore(void)
+static void bench_restore(int nsizes, char **sizes_arg)
 {
     char *dir = bench_dir;
     if (!mkdtemp(dir)) {
@@ -269,8 +270,13 @@ static void bench_restore(void)
         exit(1);
     }
     atexit(remove_bench_dir);
-    const uint64_t sizes[] = {128, 512, 2048};
-    for (unsigned i = 0; i < 3; i++) {
+    uint64_t sizes[8] = {128, 512, 2048};
+    unsigned n = 3;
+    if (nsizes > 0) { /* sizes in MiB from the command line */
+        for (n = 0; n < (unsigned)nsizes && n < 8; n++)
+            sizes[n] = strtoull(sizes_arg[n], NULL, 10);
+    }
+    for (unsigned i = 0; i < n; i++) {
         char sub[64];
         snprintf(sub, sizeof(sub), "%s/vm%llu", dir, (unsigned long long)sizes[i]);
         bench_restore_size(sizes[i], sub);
@@ -290,7 +296,7 @@ int main(int argc, char **argv)
     const char *why;
     printf("vmmbench: %s\n", vmm_host_is_pvm(&why) ? why : "hardware KVM");
     if (argc > 2 && !strcmp(argv[2], "restore")) {
-        bench_restore();
+        bench_restore(argc - 3, argv + 3);
         return 0;
     }
     bench_kvm_floor(100);
