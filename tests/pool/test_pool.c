@@ -286,6 +286,18 @@ static void test_never_reused(void **state)
     assert_true(gone);
 }
 
+/* Clean up after a failure: SIGKILL pid if it still is a `sleep`. */
+static void kill_if_sleep(pid_t pid)
+{
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f && fgets(comm, sizeof(comm), f) && !strcmp(comm, "sleep\n"))
+        kill(pid, SIGKILL);
+    if (f)
+        fclose(f);
+}
+
 /* A workload's leftovers, even a daemon in its own session, go with its sandbox. */
 static void test_leftovers_killed(void **state)
 {
@@ -302,10 +314,10 @@ static void test_leftovers_killed(void **state)
     assert_true(bg > 1 && daemon > 1);
     /* sandbox.run released the sandbox: destroyed, with all it started. */
     bool bg_gone = th_wait_gone((pid_t)bg, 10000), daemon_gone = th_wait_gone((pid_t)daemon, 10000);
-    if (!bg_gone) /* only then: a gone pid may already be another process's */
-        kill((pid_t)bg, SIGKILL);
+    if (!bg_gone) /* only a leftover sleep: a pid may already be another process's */
+        kill_if_sleep((pid_t)bg);
     if (!daemon_gone)
-        kill((pid_t)daemon, SIGKILL);
+        kill_if_sleep((pid_t)daemon);
     if (!bg_gone || !daemon_gone)
         fail_msg("outlived their sandbox: background sleep %ld %s, detached sleep %ld %s", bg,
                  bg_gone ? "gone" : "RUNNING", daemon, daemon_gone ? "gone" : "RUNNING");
