@@ -254,6 +254,15 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
     srv->queued_total++;
 }
 
+void rpc__drop_queued(rpc_server_t *srv)
+{
+    rpc_req_t *req;
+    while ((req = rpc__uid_dequeue(srv))) {
+        srv->queued--;
+        req_complete(req, UV_ECANCELED); /* "thawd is shutting down" once stopping */
+    }
+}
+
 void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
 {
     req->cancellable = true;
@@ -271,7 +280,8 @@ void rpc__conn_cancel(rpc_conn_t *c)
      * libuv's should hold none, as it is never given more work than it has
      * threads, but an embedder's own use of libuv's pool would change that.
      * Work that is not cancellable (template.create, ...) runs to its end
-     * even without a client, in its turn. */
+     * even without a client, in its turn (at shutdown rpc__drop_queued
+     * ends it if it has not started). */
     for (rpc_req_t *r = c->reqs, *nx; r; r = nx) {
         nx = r->cnext;
         if (r->cancel && r->queued) {

@@ -177,6 +177,9 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done);
 void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done);
 /* Loop thread: the connection is closing; cancel its cancellable requests. */
 void rpc__conn_cancel(rpc_conn_t *c);
+/* Loop thread, at shutdown: end every request still waiting for a worker
+ * (admin work that never started; its client is gone too) without running it. */
+void rpc__drop_queued(rpc_server_t *srv);
 int rpc__req_error(rpc_req_t *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Map a pool error (errno + message) to an RPC error on req: EDQUOT is the

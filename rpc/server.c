@@ -419,6 +419,7 @@ static void begin_shutdown(rpc_server_t *srv, const char *why)
     uv_close((uv_handle_t *)&srv->listener, NULL);
     while (srv->conns)
         conn_close(srv->conns);
+    rpc__drop_queued(srv); /* what closing left: admin work not yet started */
     rpc__sb_release_all(srv);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);

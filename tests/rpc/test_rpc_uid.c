@@ -19,8 +19,9 @@
  *   - the default is 3/4 of --threads (at least 1), 0 means no cap, and
  *     SIGTERM with a uid at its cap still exits cleanly;
  *   - with no cap, requests beyond the worker threads wait in thawd's queue
- *     (server.stats workers_busy, queued, queued_total; the metrics), and a
- *     waiting request whose client leaves is dropped and counted cancelled;
+ *     (server.stats workers_busy, queued, queued_total; the metrics), a
+ *     waiting request whose client leaves is dropped and counted cancelled,
+ *     and a waiting template.create is dropped at SIGTERM, never started;
  *   - (argv[1] "two-uids", priv: setresuid) while uid A is at its cap, uid B
  *     and root are still served; and waiting uids take turns: on two
  *     threads, with root's r2 and r3 waiting before uid B's request, the
@@ -314,6 +315,30 @@ static void test_default_and_no_cap(void **state)
     assert_int_equal(start(&d, &ctl, one), 0);
     assert_int_equal(info_limit(&ctl), 1);
     assert_int_equal(th_finish(&d, &ctl), 0);
+
+    /* Work still waiting for a worker at SIGTERM is dropped, not started:
+     * a template.create queued behind a run that holds the one thread. */
+    memset(&d, 0, sizeof(d));
+    const char *one_nocap[] = {"--threads", "1", "--max-inflight-per-uid", "0", NULL};
+    assert_int_equal(start(&d, &ctl, one_nocap), 0);
+    assert_int_equal(th_connect(&conns[0], d.sock), 0);
+    assert_int_equal(th_connect(&conns[1], d.sock), 0);
+    assert_int_equal(send_gated_run(&conns[0], &d, "never"), 0);
+    assert_true(wait_stat(&ctl, "workers_busy", 1));
+    static const char create[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"template.create\","
+                                 "\"params\":{\"name\":\"late\",\"tier\":\"process\"}}\n";
+    assert_int_equal(th_send_raw(&conns[1], create, sizeof(create) - 1), 0);
+    assert_true(wait_stat(&ctl, "queued", 1));
+    th_close(&ctl);
+    assert_int_equal(th_stop(&d), 0);
+    char late[600];
+    snprintf(late, sizeof(late), "%s/templates/late", d.store);
+    struct stat st;
+    bool created = stat(late, &st) == 0;
+    th_close(&conns[0]);
+    th_close(&conns[1]);
+    th_cleanup(&d);
+    assert_false(created);
 
     /* 0: no cap; a fifth request on four threads waits for one in thawd's
      * queue, and a sixth that waits is dropped when its client leaves. */
