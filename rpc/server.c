@@ -511,10 +511,11 @@ int rpc_server_new(const rpc_config_t *cfg, pool_t *pool, rpc_server_t **out, th
     if (!c->max_lease_s)
         c->max_lease_s = 3600;
     if (!c->threads) {
-        /* What libuv will start, read the way it reads it (capped at 1024). */
+        /* What libuv will start, read the way it reads it: atoi into an
+         * unsigned, 0 meaning 1, capped at 1024 (so a negative is 1024). */
         const char *env = getenv("UV_THREADPOOL_SIZE");
-        long v = env ? strtol(env, NULL, 10) : 4;
-        c->threads = v < 1 ? 1 : v > 1024 ? 1024 : (unsigned)v;
+        unsigned v = env ? (unsigned)atoi(env) : 4;
+        c->threads = v == 0 ? 1 : v > 1024 ? 1024 : v;
     }
     snprintf(srv->socket_path, sizeof(srv->socket_path), "%s", cfg->socket_path);
     snprintf(srv->store_dir, sizeof(srv->store_dir), "%s", cfg->store_dir ? cfg->store_dir : "");
