@@ -11,7 +11,8 @@
  *     resident memory within a slack of it (THAW_SOAK_RSS_SLACK_MB; 32, or
  *     320 in an ASan tree, where freed memory waits in the quarantine);
  *   - as many processes below thawd, sentry cgroups and mounts as at the
- *     baseline; after thawd stops, none at all.
+ *     baseline, and no request left on a worker thread or waiting for one;
+ *     after thawd stops, none at all.
  * Duration: argv[1] seconds (default 60); the vm test guest is argv[2].
  * tests/soak/soak.sh runs the ~10-minute version.
  */
@@ -189,10 +190,13 @@ static bool settled(th_conn_t *c)
      * too: a baseline taken with one of those in it was inflated (fds 65 ->
      * 59, processes 5 -> 4 failed a run that leaked nothing). */
     json_t *st = th_ok(c, "server.stats", NULL);
-    bool none_dying = json_integer_value(json_object_get(json_object_get(st, "server"),
-                                                         "sandboxes")) == 2 * ntiers;
+    json_t *srv = json_object_get(st, "server");
+    bool none_dying = json_integer_value(json_object_get(srv, "sandboxes")) == 2 * ntiers;
+    /* No blocking request left on a worker or waiting for one. */
+    bool workers_idle = json_integer_value(json_object_get(srv, "workers_busy")) == 0 &&
+                        json_integer_value(json_object_get(srv, "queued")) == 0;
     json_decref(st);
-    return only_ours && none_dying;
+    return only_ours && none_dying && workers_idle;
 }
 
 static void test_soak(void **state)
