@@ -345,6 +345,12 @@ int thaw_cmd_pool(const thaw_cli_t *cli, int argc, char **argv)
     return THAW_EXIT_OK;
 }
 
+/* An integer field of a JSON object, 0 when absent (an older thawd). */
+static long long num(json_t *obj, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(obj, key));
+}
+
 int thaw_cmd_stats(const thaw_cli_t *cli, int argc, char **argv)
 {
     if (thaw_wants_help(argc, argv) || argc != 1) {
@@ -363,22 +369,14 @@ int thaw_cmd_stats(const thaw_cli_t *cli, int argc, char **argv)
         json_t *s = json_object_get(res, "server");
         printf("sandboxes %lld of %lld, memory %lld of %lld MiB, hits %lld, misses %lld, "
                "died %lld, capacity refusals %lld\n",
-               (long long)json_integer_value(json_object_get(s, "sandboxes")),
-               (long long)json_integer_value(json_object_get(s, "max_sandboxes")),
-               (long long)json_integer_value(json_object_get(s, "memory_mb")),
-               (long long)json_integer_value(json_object_get(s, "memory_budget_mb")),
-               (long long)json_integer_value(json_object_get(s, "hits")),
-               (long long)json_integer_value(json_object_get(s, "misses")),
-               (long long)json_integer_value(json_object_get(s, "died")),
-               (long long)json_integer_value(json_object_get(s, "capacity_refusals")));
+               num(s, "sandboxes"), num(s, "max_sandboxes"), num(s, "memory_mb"),
+               num(s, "memory_budget_mb"), num(s, "hits"), num(s, "misses"), num(s, "died"),
+               num(s, "capacity_refusals"));
         /* The blocking-work side: thawd's worker threads and its per-uid queues. */
         printf("workers %lld of %lld busy, %lld requests waiting (%lld in all), "
                "uid refusals %lld\n\n",
-               (long long)json_integer_value(json_object_get(s, "workers_busy")),
-               (long long)json_integer_value(json_object_get(s, "workers")),
-               (long long)json_integer_value(json_object_get(s, "queued")),
-               (long long)json_integer_value(json_object_get(s, "queued_total")),
-               (long long)json_integer_value(json_object_get(s, "uid_refusals")));
+               num(s, "workers_busy"), num(s, "workers"), num(s, "queued"), num(s, "queued_total"),
+               num(s, "uid_refusals"));
         print_latency(json_object_get(res, "latency"));
         json_t *arr = json_array();
         const char *k;
