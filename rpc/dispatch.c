@@ -163,10 +163,8 @@ static void req_submit(rpc_req_t *req);
 static void pump(rpc_server_t *srv)
 {
     rpc_req_t *req;
-    while (srv->running < srv->cfg.threads && (req = rpc__uid_dequeue(srv))) {
-        srv->queued--;
+    while (srv->running < srv->cfg.threads && (req = rpc__uid_dequeue(srv)))
         req_submit(req);
-    }
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -250,17 +248,13 @@ void rpc__req_defer(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
     }
     /* Every worker is busy: wait in its uid's queue for a turn. */
     rpc__uid_enqueue(srv, req);
-    srv->queued++;
-    srv->queued_total++;
 }
 
 void rpc__drop_queued(rpc_server_t *srv)
 {
     rpc_req_t *req;
-    while ((req = rpc__uid_dequeue(srv))) {
-        srv->queued--;
+    while ((req = rpc__uid_dequeue(srv)))
         req_complete(req, UV_ECANCELED); /* "thawd is shutting down" once stopping */
-    }
 }
 
 void rpc__req_defer_cancellable(rpc_req_t *req, rpc_work_fn work, rpc_done_fn done)
@@ -286,7 +280,6 @@ void rpc__conn_cancel(rpc_conn_t *c)
         nx = r->cnext;
         if (r->cancel && r->queued) {
             rpc__uid_unqueue(srv, r);
-            srv->queued--;
             n++;
             req_complete(r, UV_ECANCELED);
         }

@@ -207,7 +207,7 @@ unsigned rpc__uid_inflight(const rpc_server_t *srv, uid_t uid);
  * takes the oldest request of the uid whose turn it is and moves that uid to
  * the end of the round, so waiting uids are served one request each in turn
  * (NULL when nothing waits); rpc__uid_unqueue takes a queued req out (its
- * client left).  The caller keeps srv->queued.
+ * client left).  They keep srv->queued and srv->queued_total.
  */
 void rpc__uid_enqueue(rpc_server_t *srv, rpc_req_t *req);
 rpc_req_t *rpc__uid_dequeue(rpc_server_t *srv);

@@ -111,6 +111,8 @@ void rpc__uid_enqueue(rpc_server_t *srv, rpc_req_t *req)
     rpc_uid_t *e = req->uid_slot;
     req->queued = true;
     req->qnext = NULL;
+    srv->queued++;
+    srv->queued_total++;
     if (e->qtail) {
         e->qtail->qnext = req; /* e is in the round already */
     } else {
@@ -134,6 +136,7 @@ void rpc__uid_unqueue(rpc_server_t *srv, rpc_req_t *req)
         e->qtail = prev;
     req->queued = false;
     req->qnext = NULL;
+    srv->queued--;
     if (!e->qhead)
         round_remove(srv, e);
 }
