@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #define THAW_TEST_SKIP 77
@@ -37,8 +38,18 @@ static inline void thaw_test_require_kvm(void)
 /* Number of open descriptors of this process (leak checks). */
 int thaw_test_count_fds(void);
 
-/* Number of threads of this process (leak checks), the kernel's own
+/* The ids of this process's threads (leak checks), the kernel's own
  * workers (io_uring, KVM) aside. */
-int thaw_test_count_threads(void);
+#define THAW_TEST_MAX_THREADS 512
+typedef struct {
+    int n;
+    pid_t tid[THAW_TEST_MAX_THREADS];
+} thaw_test_threads_t;
+void thaw_test_threads_now(thaw_test_threads_t *t);
+
+/* How many threads run now that were not in before: as soon as that is
+ * want, or after two seconds whatever it is then (a joined thread can take
+ * a moment to leave the list; a leaked one stays). */
+int thaw_test_threads_new(const thaw_test_threads_t *before, int want);
 
 #endif
