@@ -167,11 +167,15 @@ static void poison(snap_mem_t *mem, uint64_t idx, thaw_err_t *err)
     uint64_t host = chunk_host(mem, idx);
     uint32_t len = (mem->snap->table[idx].raw_len + SNAP_PAGE_SIZE - 1) & ~(SNAP_PAGE_SIZE - 1);
     lz->state[idx] = CH_FAILED;
+    /* Tell the owner before the faulting thread can see its SIGBUS, which
+     * is as soon as the mapping below is in place, not only after the wake:
+     * a thread blocked in a userfault also returns (and retries the access)
+     * on any other wake-up, such as io_uring task work queued to the thread
+     * that created a ring (seen in ~5% of tries on Linux 6.18). */
+    snap__mem_fail(mem, err);
     int r = snap__map_sigbus((void *)(uintptr_t)host, len);
     if (r < 0)
         thaw_error("snap", "poison_failed", "chunk=%llu errno=%d", (unsigned long long)idx, -r);
-    /* Tell the owner before the faulting thread sees its SIGBUS. */
-    snap__mem_fail(mem, err);
     uffd_wake(lz->uffd, host, len);
 }
 

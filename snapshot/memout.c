@@ -38,6 +38,13 @@
 
 #include "common/log.h"
 
+/* No completion at all for this long, with writes in flight, is a stall.
+ * A healthy ring completes one of at most SNAP__OUT_QD writes of at most
+ * DIRECT_MAX bytes well within it, even behind writeback throttling. */
+#define STALL_MS_DEFAULT 30000u
+/* user_data of the cancel request (write slots are 0..SNAP__OUT_QD-1). */
+#define CANCEL_TAG       UINT64_MAX
+
 /* A piece written straight from the caller's memory, at most. */
 #define DIRECT_MAX (8u << 20)
 /* Staging buffers are page-aligned and a page multiple, so they satisfy any
@@ -150,26 +157,84 @@ static int submit(snap__out_t *o, unsigned slot, thaw_err_t *err)
     return write_error(o, -r, at, err);
 }
 
+static void retire_all(snap__out_t *o)
+{
+    for (unsigned i = 0; i < SNAP__OUT_QD; i++)
+        if (o->io[i].busy)
+            retire(o, &o->io[i]);
+}
+
+/*
+ * Writes in flight and nothing completing.  Seen here (Linux 6.18, 1 in a
+ * few thousand snapshot writes): the kernel had taken both writes off the
+ * ring, completed neither, and the process had no io_uring worker left to
+ * run them, so an unbounded wait hung the writer, and thawd's worker with
+ * it.  The first stall cancels everything in flight: what the kernel gives
+ * back (-ECANCELED) is written synchronously, as is everything after it.
+ * A second stall gives up with an error; the ring is torn down as usual and
+ * the writes it never ran can no longer touch memory that is gone (the
+ * kernel copies from user memory at run time, and fails on an unmapped page).
+ */
+static int stall(snap__out_t *o, thaw_err_t *err)
+{
+    if (o->stalled) {
+        uint64_t at = o->cur_off;
+        retire_all(o);
+        return write_error(o, ETIMEDOUT, at, err);
+    }
+    o->stalled = true;
+    thaw_warn("snap", "memout_stall", "inflight=%u after_ms=%u action=cancel", o->inflight,
+              o->stall_ms ? o->stall_ms : STALL_MS_DEFAULT);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&o->ring);
+    if (!sqe)
+        return 0; /* every slot's SQE is queued: the next wait gives up */
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+    (void)io_uring_submit(&o->ring);
+    return 0;
+}
+
+/* The rest of a write the ring gave back, written synchronously. */
+static int finish_sync(snap__out_t *o, struct snap__out_io *io, thaw_err_t *err)
+{
+    int r =
+        o->error ? 0 : pwrite_all(o, io->p + io->done, io->len - io->done, io->off + io->done, err);
+    retire(o, io);
+    return r;
+}
+
 /* Reap one completion (waiting for it); resubmits the rest of a short write. */
 static int reap_one(snap__out_t *o, thaw_err_t *err)
 {
     struct io_uring_cqe *cqe;
     int r;
-    do
-        r = io_uring_wait_cqe(&o->ring, &cqe);
-    while (r == -EINTR);
+    for (;;) {
+        unsigned ms = o->stall_ms ? o->stall_ms : STALL_MS_DEFAULT;
+        struct __kernel_timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+        r = io_uring_wait_cqe_timeout(&o->ring, &cqe, &ts);
+        if (r == -EINTR)
+            continue;
+        if (r != -ETIME)
+            break;
+        if ((r = stall(o, err)) < 0)
+            return r;
+    }
     if (r < 0) {
         /* The ring itself failed: nothing more will complete.  Memory still
          * pinned by the kernel stays valid until it lets go. */
-        for (unsigned i = 0; i < SNAP__OUT_QD; i++)
-            if (o->io[i].busy)
-                retire(o, &o->io[i]);
+        retire_all(o);
         return write_error(o, -r, o->cur_off, err);
     }
-    unsigned slot = (unsigned)io_uring_cqe_get_data64(cqe);
+    uint64_t tag = io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&o->ring, cqe);
-    struct snap__out_io *io = &o->io[slot];
+    if (tag == CANCEL_TAG) {
+        thaw_debug("snap", "memout_cancel", "res=%d", res);
+        return 0;
+    }
+    struct snap__out_io *io = &o->io[tag];
+    if (res == -ECANCELED)
+        return finish_sync(o, io, err); /* given back after a stall */
     if (res == -EINTR || res == -EAGAIN) {
         res = 0; /* retry the same range */
     } else if (res < 0 || (res == 0 && io->done < io->len)) {
@@ -178,7 +243,7 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
     }
     io->done += (size_t)res;
     if (io->done < io->len && !o->error)
-        return submit(o, slot, err);
+        return o->stalled ? finish_sync(o, io, err) : submit(o, (unsigned)tag, err);
     retire(o, io);
     writeback(o, io->off, io->len);
     return 0;
@@ -188,7 +253,7 @@ static int reap_one(snap__out_t *o, thaw_err_t *err)
  * it completes; buf says which staging buffer it is, or -1), or at once. */
 static int issue(snap__out_t *o, const char *p, size_t len, uint64_t off, int buf, thaw_err_t *err)
 {
-    if (!o->ring_ok)
+    if (!o->ring_ok || o->stalled)
         return pwrite_all(o, p, len, off, err);
     unsigned slot = SNAP__OUT_QD;
     for (;;) {

@@ -249,6 +249,8 @@ typedef struct snap__out {
     bool direct;               /* fd has O_DIRECT set (cleared again by finish) */
     bool want_direct;          /* O_DIRECT possible, not switched on yet */
     bool ring_ok;              /* io_uring writes; else synchronous pwrite */
+    bool stalled;              /* the ring stopped completing: new writes go synchronous */
+    unsigned stall_ms;         /* no completion for this long is a stall (0: the default) */
     uint32_t align, mem_align; /* DIO alignment of file offsets and memory; 1: no DIO */
     struct io_uring ring;
     char *mem; /* the staging buffers, one page-aligned mapping */

@@ -530,6 +530,52 @@ static int setup(void **s)
     return 0;
 }
 
+/*
+ * A write the kernel takes and never completes must not hang the writer.
+ * The stand-in for the stall seen in the wild (writes taken off the ring,
+ * no worker left to run them) is a full pipe nobody reads: io_uring parks
+ * the write until the pipe has room, which never comes.  The writer must
+ * notice (stall_ms, short here), cancel it, try the rest synchronously
+ * (which a pipe refuses: writes go at file offsets) and return an error
+ * naming the write, all without blocking.
+ */
+static void test_stalled_ring_gives_up(void **s)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    static char junk[65536];
+    while (write(p[1], junk, sizeof(junk)) > 0) {
+    }
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(fcntl(p[1], F_SETFL, 0), 0); /* blocking: the ring parks it */
+    snap__out_t o;
+    thaw_err_t err;
+    thaw_err_clear(&err);
+    assert_int_equal(snap__out_init(&o, p[1], 4096, true, &err), 0);
+    if (!o.ring_ok) {
+        snap__out_destroy(&o);
+        close(p[0]);
+        close(p[1]);
+        skip(); /* no io_uring here: nothing can stall */
+    }
+    o.stall_ms = 200;
+    size_t len = SNAP__OUT_BUF_SIZE + 4096; /* one full staging buffer goes to the ring */
+    char *data = calloc(1, len);
+    assert_non_null(data);
+    uint64_t off, end = 0;
+    assert_int_equal(snap__out_append(&o, data, len, &off, &err), 0);
+    int r = snap__out_finish(&o, &end, &err);
+    printf("# stalled ring: finish -> %d: %s\n", r, thaw_err_msg(&err));
+    assert_true(r < 0);
+    assert_true(o.stalled);
+    assert_non_null(strstr(thaw_err_msg(&err), "write at"));
+    assert_int_equal(o.inflight, 0u);
+    snap__out_destroy(&o);
+    free(data);
+    close(p[0]);
+    close(p[1]);
+}
+
 static int teardown(void **s)
 {
     st_rmtree(dio_root);
@@ -542,11 +588,17 @@ static int teardown(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eq_dio_4k),           cmocka_unit_test(test_eq_dio_64k),
-        cmocka_unit_test(test_eq_dio_2m),           cmocka_unit_test(test_eq_tmpfs_4k),
-        cmocka_unit_test(test_eq_tmpfs_64k),        cmocka_unit_test(test_eq_tmpfs_2m),
-        cmocka_unit_test(test_nouring_eperm_dio),   cmocka_unit_test(test_nouring_enosys_dio),
-        cmocka_unit_test(test_nouring_eperm_tmpfs), cmocka_unit_test(test_small_and_large),
+        cmocka_unit_test(test_eq_dio_4k),
+        cmocka_unit_test(test_eq_dio_64k),
+        cmocka_unit_test(test_eq_dio_2m),
+        cmocka_unit_test(test_eq_tmpfs_4k),
+        cmocka_unit_test(test_eq_tmpfs_64k),
+        cmocka_unit_test(test_eq_tmpfs_2m),
+        cmocka_unit_test(test_nouring_eperm_dio),
+        cmocka_unit_test(test_nouring_enosys_dio),
+        cmocka_unit_test(test_nouring_eperm_tmpfs),
+        cmocka_unit_test(test_small_and_large),
+        cmocka_unit_test(test_stalled_ring_gives_up),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
