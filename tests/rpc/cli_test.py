@@ -13,6 +13,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from thawd_wait import wait_listening  # noqa: E402
+
 failures = []
 
 
@@ -42,10 +45,9 @@ def main():
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
     try:
-        for _ in range(500):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.02)
+        if not wait_listening(sock):
+            print("FAIL: thawd does not listen on %s" % sock)
+            return 1
         # --help everywhere, exit 0, says "usage".
         for sub in [[], ["run"], ["template"], ["pool"], ["sandbox"], ["stats"], ["info"],
                     ["metrics"], ["sandbox", "exec"], ["template", "create"]]:

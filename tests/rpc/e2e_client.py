@@ -16,6 +16,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from thawd_wait import wait_listening  # noqa: E402
+
 
 def fail(msg):
     print("FAIL:", msg)
@@ -76,10 +79,8 @@ def main():
     log = open(os.path.join(tmp, "thawd.log"), "wb")
     proc = subprocess.Popen(args, stdout=log, stderr=log)
     try:
-        for _ in range(500):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.02)
+        if not wait_listening(sock):
+            fail("thawd does not listen on %s" % sock)
         c = Client(sock)
         info = c.ok("server.info")
         if info["name"] != "thawd":

@@ -16,6 +16,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from thawd_wait import wait_listening  # noqa: E402
+
 failures = []
 
 
@@ -50,10 +53,9 @@ def main():
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
     try:
-        for _ in range(500):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.02)
+        if not wait_listening(sock):
+            print("FAIL: thawd does not listen on %s" % sock)
+            return 1
         rc, out, _ = cli("info")
         if "sentry" not in out or rc != 0:
             print("SKIP: thawd has no sentry tier here")
