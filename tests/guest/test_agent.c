@@ -300,8 +300,10 @@ static void test_exec_timeout_kills_tree(void **state)
              dir);
     agent_exec_result_t r;
     thaw_err_t err;
+    /* Long enough for both shells to fork and write their pid files on a
+     * loaded machine (at 500 ms the kill sometimes came first). */
     agent_exec_req_t req = {.argv = (const char *const[]){"sh", "-c", cmd, NULL},
-                            .timeout_ms = 500};
+                            .timeout_ms = 3000};
     uint64_t t0 = thaw_now_ns();
     assert_int_equal(agent_client_exec(f->c, &req, &r, &err), 0);
     assert_true(r.timed_out);

@@ -209,7 +209,17 @@ static void settle(fx_t *f)
     assert_true(th_wait_pool(&f->c, "p", "ready", 1, 10000));
     assert_true(th_wait_pool(&f->c, "p", "creating", 0, 10000));
     assert_true(th_wait_pool(&f->c, "p", "in_use", 0, 10000));
-    usleep(100000); /* the reaper closes a destroyed sandbox's descriptors */
+    /* server.stats counts sandboxes until the reaper has destroyed them (and
+     * closed their descriptors): the one ready sandbox is all there is. */
+    int live = -1;
+    for (int i = 0; i < 500 && live != 1; i++) {
+        json_t *st = th_ok(&f->c, "server.stats", NULL);
+        live = (int)json_integer_value(json_object_get(json_object_get(st, "server"), "sandboxes"));
+        json_decref(st);
+        if (live != 1)
+            usleep(20000);
+    }
+    assert_int_equal(live, 1);
 }
 
 static void test_oversized_and_truncated(void **state)
