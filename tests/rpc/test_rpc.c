@@ -295,13 +295,14 @@ static void test_every_method(void **state)
     char id[64];
     snprintf(id, sizeof(id), "%s", sid);
     json_decref(r);
+    char tmpf[64]; /* per process: another tree's copy of this test may run beside it */
+    snprintf(tmpf, sizeof(tmpf), "/tmp/thaw-rpc-test-%d.bin", (int)getpid());
     r = th_ok(c, "sandbox.put_file",
-              json_pack("{s:s, s:s, s:s, s:i}", "id", id, "path", "/tmp/thaw-rpc-test.bin",
-                        "data_base64", "AP8BAgM=", "mode", 0600));
+              json_pack("{s:s, s:s, s:s, s:i}", "id", id, "path", tmpf, "data_base64",
+                        "AP8BAgM=", "mode", 0600));
     assert_int_equal(json_integer_value(json_object_get(r, "bytes")), 5);
     json_decref(r);
-    r = th_ok(c, "sandbox.get_file",
-              json_pack("{s:s, s:s}", "id", id, "path", "/tmp/thaw-rpc-test.bin"));
+    r = th_ok(c, "sandbox.get_file", json_pack("{s:s, s:s}", "id", id, "path", tmpf));
     /* Not UTF-8: returned as base64. */
     assert_string_equal(json_string_value(json_object_get(r, "data_base64")), "AP8BAgM=");
     json_decref(r);
@@ -319,7 +320,7 @@ static void test_every_method(void **state)
     r = th_call(c, "sandbox.release", json_pack("{s:s}", "id", id));
     assert_int_equal(th_code(r), -32001);
     json_decref(r);
-    unlink("/tmp/thaw-rpc-test.bin");
+    unlink(tmpf);
 
     r = th_ok(c, "server.stats", NULL);
     assert_non_null(json_object_get(json_object_get(r, "templates"), "p"));

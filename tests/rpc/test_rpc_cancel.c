@@ -345,18 +345,19 @@ static void test_busy_sandbox_cancelled_on_disconnect(void **state)
     char *data = malloc(n + 1);
     memset(data, 'x', n);
     data[n] = '\0';
+    char tmpf[64]; /* per process: the process and sentry runs may overlap */
+    snprintf(tmpf, sizeof(tmpf), "/tmp/thaw-cancel-%d.bin", (int)getpid());
     send_req(&a, 102, "sandbox.put_file",
-             json_pack("{s:s, s:s, s:s}", "id", id, "path", "/tmp/thaw-cancel.bin", "data", data));
+             json_pack("{s:s, s:s, s:s}", "id", id, "path", tmpf, "data", data));
     free(data);
-    send_req(&a, 103, "sandbox.get_file",
-             json_pack("{s:s, s:s}", "id", id, "path", "/tmp/thaw-cancel.bin"));
+    send_req(&a, 103, "sandbox.get_file", json_pack("{s:s, s:s}", "id", id, "path", tmpf));
     assert_true(wait_marker(m[0], true, 20000));
     assert_true(wait_marker(m[1], true, 20000));
     uint64_t t0 = now_ms();
     th_close(&a);
     expect_freed(f, "2 execs + put + get", t0, m, 2, 0);
     if (!strcmp(tier, "process"))
-        unlink("/tmp/thaw-cancel.bin");
+        unlink(tmpf);
     free(id);
 }
 

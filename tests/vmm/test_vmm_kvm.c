@@ -259,7 +259,9 @@ static void expect_create_error(const char *kernel, const char *initrd, uint64_t
 
 static void test_bad_kernels(void **state)
 {
-    const char *k = "/tmp/thaw-vmm-badkernel";
+    char k[64], rd[64]; /* per process: another tree's copy may run beside it */
+    snprintf(k, sizeof(k), "/tmp/thaw-vmm-badkernel-%d", (int)getpid());
+    snprintf(rd, sizeof(rd), "/tmp/thaw-vmm-badinitrd-%d", (int)getpid());
     static uint8_t buf[8192];
     memset(buf, 0, sizeof(buf));
     write_file(k, "junk", 4);
@@ -291,7 +293,6 @@ static void test_bad_kernels(void **state)
     write_file(k, buf, 0x1100); /* first segment cut */
     expect_create_error(k, NULL, 64 << 20, "ELF: segment 0: truncated");
     /* An initrd too big for memory. */
-    const char *rd = "/tmp/thaw-vmm-badinitrd";
     int fd = open(rd, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, 40 << 20), 0);
