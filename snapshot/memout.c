@@ -42,8 +42,9 @@
  * A healthy ring completes one of at most SNAP__OUT_QD writes of at most
  * DIRECT_MAX bytes well within it, even behind writeback throttling. */
 #define STALL_MS_DEFAULT 30000u
-/* user_data of the cancel request (write slots are 0..SNAP__OUT_QD-1). */
-#define CANCEL_TAG       UINT64_MAX
+/* user_data of the cancel request (write slots are 0..SNAP__OUT_QD-1; not
+ * UINT64_MAX, which liburing keeps for its own timeouts on old kernels). */
+#define CANCEL_TAG       (UINT64_MAX - 1)
 
 /* A piece written straight from the caller's memory, at most. */
 #define DIRECT_MAX (8u << 20)
