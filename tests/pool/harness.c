@@ -473,3 +473,22 @@ bool th_wait_pool(th_conn_t *c, const char *name, const char *key, long want, in
     }
     return false;
 }
+
+long th_server_stat(th_conn_t *c, const char *key)
+{
+    json_t *rep = th_call(c, "server.stats", NULL);
+    long v = int_or_minus1(json_object_get(json_object_get(rep, "result"), "server"), key);
+    json_decref(rep);
+    return v;
+}
+
+bool th_wait_server(th_conn_t *c, const char *key, long want, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+        if (th_server_stat(c, key) == want)
+            return true;
+        th_sleep_ms(20);
+    }
+    fprintf(stderr, "server.stats: %s stayed %ld, not %ld\n", key, th_server_stat(c, key), want);
+    return false;
+}

@@ -116,6 +116,9 @@ const char *th_msg(json_t *reply);
 bool th_wait_pool(th_conn_t *c, const char *name, const char *key, long want, int timeout_ms);
 long th_pool_get(th_conn_t *c, const char *name, const char *key);
 long th_counter(th_conn_t *c, const char *name, const char *key);
+/* server.stats' server[key], -1 if missing; and a poll until it is want. */
+long th_server_stat(th_conn_t *c, const char *key);
+bool th_wait_server(th_conn_t *c, const char *key, long want, int timeout_ms);
 
 /* Per-tier set-up (harness_tier.c): the same test against `process`,
  * `sentry` or `vm` (the test guest as image). */

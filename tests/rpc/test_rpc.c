@@ -211,15 +211,7 @@ static void settle(fx_t *f)
     assert_true(th_wait_pool(&f->c, "p", "in_use", 0, 10000));
     /* server.stats counts sandboxes until the reaper has destroyed them (and
      * closed their descriptors): the one ready sandbox is all there is. */
-    int live = -1;
-    for (int i = 0; i < 500 && live != 1; i++) {
-        json_t *st = th_ok(&f->c, "server.stats", NULL);
-        live = (int)json_integer_value(json_object_get(json_object_get(st, "server"), "sandboxes"));
-        json_decref(st);
-        if (live != 1)
-            usleep(20000);
-    }
-    assert_int_equal(live, 1);
+    assert_true(th_wait_server(&f->c, "sandboxes", 1, 10000));
 }
 
 static void test_oversized_and_truncated(void **state)

@@ -192,15 +192,6 @@ static bool wait_marker(unsigned marker, bool running, int timeout_ms)
     return false;
 }
 
-static long server_stat(th_conn_t *c, const char *key)
-{
-    json_t *st = th_ok(c, "server.stats", NULL);
-    json_t *v = json_object_get(json_object_get(st, "server"), key);
-    long r = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-    json_decref(st);
-    return r;
-}
-
 /* Send a request line without waiting for its reply. */
 static void send_req(th_conn_t *c, long id, const char *method, json_t *params)
 {
@@ -252,9 +243,9 @@ static void expect_freed(fx_t *f, const char *what, uint64_t t0, const unsigned 
     uint64_t t_gone = now_ms();
     bool idle = false;
     while (!idle && now_ms() - t0 < GONE_MS + 2000) {
-        idle = server_stat(&f->c, "requests_in_flight") == 0 &&
+        idle = th_server_stat(&f->c, "requests_in_flight") == 0 &&
                th_pool_get(&f->c, "t", "in_use") == handed &&
-               server_stat(&f->c, "handed_out") == handed;
+               th_server_stat(&f->c, "handed_out") == handed;
         if (!idle)
             nap(10);
     }
@@ -262,8 +253,8 @@ static void expect_freed(fx_t *f, const char *what, uint64_t t0, const unsigned 
     if (!idle)
         fail_msg("still busy %d ms after the client left: in flight %ld, in use %ld, handed out "
                  "%ld",
-                 GONE_MS, server_stat(&f->c, "requests_in_flight"),
-                 th_pool_get(&f->c, "t", "in_use"), server_stat(&f->c, "handed_out"));
+                 GONE_MS, th_server_stat(&f->c, "requests_in_flight"),
+                 th_pool_get(&f->c, "t", "in_use"), th_server_stat(&f->c, "handed_out"));
     if (n)
         fprintf(stderr, "[%s] %s: after the disconnect, commands gone in %llu ms,", tier, what,
                 (unsigned long long)(t_gone - t0));
@@ -302,9 +293,9 @@ static char *sleep_and_leave(fx_t *f, const char *what, bool exec, int lease_s)
 static void test_run_cancelled_on_disconnect(void **state)
 {
     fx_t *f = *state;
-    long cancelled0 = server_stat(&f->c, "cancelled");
+    long cancelled0 = th_server_stat(&f->c, "cancelled");
     sleep_and_leave(f, "run", false, 0);
-    assert_int_equal(server_stat(&f->c, "cancelled"), cancelled0 + 1);
+    assert_int_equal(th_server_stat(&f->c, "cancelled"), cancelled0 + 1);
 }
 
 static void test_exec_cancelled_on_disconnect(void **state)
@@ -368,7 +359,7 @@ static void test_busy_sandbox_cancelled_on_disconnect(void **state)
 static void test_queued_requests_dropped_on_disconnect(void **state)
 {
     fx_t *f = *state;
-    long cancelled0 = server_stat(&f->c, "cancelled");
+    long cancelled0 = th_server_stat(&f->c, "cancelled");
     th_conn_t a;
     assert_int_equal(th_connect(&a, f->d.sock), 0);
     unsigned m[4];
@@ -412,7 +403,7 @@ static void test_queued_requests_dropped_on_disconnect(void **state)
         nap(5);
     }
     expect_freed(f, "queued (after a 500 ms watch)", t0, m, 4, 0);
-    assert_int_equal(server_stat(&f->c, "cancelled"), cancelled0 + 4);
+    assert_int_equal(th_server_stat(&f->c, "cancelled"), cancelled0 + 4);
 }
 
 /*
@@ -431,7 +422,7 @@ static void test_half_close_then_close(void **state)
     assert_int_equal(shutdown(a.fd, SHUT_WR), 0);
     nap(2500); /* longer than thawd's 1 s check for half-closed clients */
     assert_true(marker_running(m));
-    assert_int_equal(server_stat(&f->c, "requests_in_flight"), 1);
+    assert_int_equal(th_server_stat(&f->c, "requests_in_flight"), 1);
     uint64_t t0 = now_ms();
     th_close(&a);
     expect_freed(f, "half-closed, then closed", t0, &m, 1, 0);
@@ -472,14 +463,14 @@ static void test_vm_hung_guest_freed_on_disconnect(void **state)
         send_req(&a, 300, exec ? "sandbox.exec" : "sandbox.run", p);
         /* Nothing to see from outside a hung guest: let it get going. */
         nap(1000);
-        assert_int_equal(server_stat(&f->c, "requests_in_flight"), 1);
+        assert_int_equal(th_server_stat(&f->c, "requests_in_flight"), 1);
         uint64_t t0 = now_ms();
         th_close(&a);
         expect_freed(f, exec ? "hung guest, exec" : "hung guest, run", t0, NULL, 0, 0);
         /* And its VM destroyed: every live sandbox is a ready or new one. */
         bool destroyed = false;
         for (int waited = 0; !destroyed && waited < GONE_MS; waited += 20) {
-            long live = server_stat(&f->c, "sandboxes");
+            long live = th_server_stat(&f->c, "sandboxes");
             destroyed =
                 live == th_pool_get(&f->c, "t", "ready") + th_pool_get(&f->c, "t", "creating");
             if (!destroyed)

@@ -89,23 +89,13 @@ static int round_of(const char *sock, int runs)
     return bad;
 }
 
-static long live_sandboxes(th_conn_t *c)
-{
-    json_t *st = th_ok(c, "server.stats", NULL);
-    long n = (long)json_integer_value(json_object_get(json_object_get(st, "server"), "sandboxes"));
-    json_decref(st);
-    return n;
-}
-
 /* Idle at min_ready, and nothing left for the reapers (they count as live). */
 static void settle(th_conn_t *c)
 {
     assert_true(th_wait_pool(c, "p", "in_use", 0, 30000));
     assert_true(th_wait_pool(c, "p", "ready", 8, 30000));
     assert_true(th_wait_pool(c, "p", "creating", 0, 30000));
-    for (int i = 0; i < 1500 && live_sandboxes(c) != 8; i++)
-        usleep(20000);
-    assert_int_equal(live_sandboxes(c), 8);
+    assert_true(th_wait_server(c, "sandboxes", 8, 30000));
 }
 
 static void test_64_clients(void **state)

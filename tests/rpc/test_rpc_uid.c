@@ -129,31 +129,10 @@ static int gated_reply_ok(th_conn_t *c)
     }
 }
 
-static long server_stat(th_conn_t *c, const char *key)
-{
-    json_t *r = th_call(c, "server.stats", NULL);
-    json_t *v = json_object_get(json_object_get(json_object_get(r, "result"), "server"), key);
-    long out = json_is_integer(v) ? (long)json_integer_value(v) : -1;
-    json_decref(r);
-    return out;
-}
-
-/* Wait (up to 10 s) until server.stats' server[key] is want. */
-static bool wait_stat(th_conn_t *c, const char *key, long want)
-{
-    for (int waited = 0; waited <= 10000; waited += 20) {
-        if (server_stat(c, key) == want)
-            return true;
-        th_sleep_ms(20);
-    }
-    fprintf(stderr, "server.stats: %s stayed %ld, not %ld\n", key, server_stat(c, key), want);
-    return false;
-}
-
 /* Wait until the caller's uid has `want` blocking requests in flight. */
 static bool wait_uid_inflight(th_conn_t *c, long want)
 {
-    return wait_stat(c, "uid_in_flight", want);
+    return th_wait_server(c, "uid_in_flight", want, 10000);
 }
 
 static long info_limit(th_conn_t *c)
@@ -246,12 +225,12 @@ static void test_cap_refuses_then_releases(void **state)
     assert_cheap_methods_answer(&c);
     assert_int_equal(th_connect(&e, d.sock), 0);
     assert_cheap_methods_answer(&e);
-    assert_int_equal(server_stat(&c, "uid_refusals"), 3);
+    assert_int_equal(th_server_stat(&c, "uid_refusals"), 3);
     json_t *m = th_ok(&c, "server.metrics", NULL);
     assert_non_null(
         strstr(json_string_value(json_object_get(m, "text")), "\nthaw_uid_refusals_total 3\n"));
     json_decref(m);
-    assert_int_equal(server_stat(&c, "uid_in_flight"), 2); /* the refusals took nothing */
+    assert_int_equal(th_server_stat(&c, "uid_in_flight"), 2); /* the refusals took nothing */
 
     /* One finishes: a new one is accepted. */
     open_gate(&d, "a");
@@ -278,7 +257,7 @@ static void test_cap_refuses_then_releases(void **state)
     open_gate(&d, "b");
     assert_int_equal(gated_reply_ok(&b), 0);
     assert_true(wait_uid_inflight(&ctl, 0));
-    assert_int_equal(server_stat(&ctl, "uid_refusals"), 4);
+    assert_int_equal(th_server_stat(&ctl, "uid_refusals"), 4);
     th_close(&a);
     th_close(&b);
     th_close(&c);
@@ -324,11 +303,11 @@ static void test_default_and_no_cap(void **state)
     assert_int_equal(th_connect(&conns[0], d.sock), 0);
     assert_int_equal(th_connect(&conns[1], d.sock), 0);
     assert_int_equal(send_gated_run(&conns[0], &d, "never"), 0);
-    assert_true(wait_stat(&ctl, "workers_busy", 1));
+    assert_true(th_wait_server(&ctl, "workers_busy", 1, 10000));
     static const char create[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"template.create\","
                                  "\"params\":{\"name\":\"late\",\"tier\":\"process\"}}\n";
     assert_int_equal(th_send_raw(&conns[1], create, sizeof(create) - 1), 0);
-    assert_true(wait_stat(&ctl, "queued", 1));
+    assert_true(th_wait_server(&ctl, "queued", 1, 10000));
     th_close(&ctl);
     assert_int_equal(th_stop(&d), 0);
     char late[600];
@@ -346,30 +325,30 @@ static void test_default_and_no_cap(void **state)
     const char *nocap[] = {"--threads", "4", "--max-inflight-per-uid", "0", NULL};
     assert_int_equal(start(&d, &ctl, nocap), 0);
     assert_int_equal(info_limit(&ctl), 0);
-    assert_int_equal(server_stat(&ctl, "workers"), 4);
+    assert_int_equal(th_server_stat(&ctl, "workers"), 4);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(th_connect(&conns[i], d.sock), 0);
         assert_int_equal(send_gated_run(&conns[i], &d, "open"), 0);
     }
     assert_true(wait_uid_inflight(&ctl, 5));
-    assert_true(wait_stat(&ctl, "workers_busy", 4));
-    assert_int_equal(server_stat(&ctl, "queued"), 1);
+    assert_true(th_wait_server(&ctl, "workers_busy", 4, 10000));
+    assert_int_equal(th_server_stat(&ctl, "queued"), 1);
     th_conn_t leaver;
     assert_int_equal(th_connect(&leaver, d.sock), 0);
     assert_int_equal(send_gated_run(&leaver, &d, "open"), 0);
-    assert_true(wait_stat(&ctl, "queued", 2));
+    assert_true(th_wait_server(&ctl, "queued", 2, 10000));
     th_close(&leaver);
-    assert_true(wait_stat(&ctl, "queued", 1));
-    assert_int_equal(server_stat(&ctl, "cancelled"), 1);
-    assert_int_equal(server_stat(&ctl, "workers_busy"), 4);
+    assert_true(th_wait_server(&ctl, "queued", 1, 10000));
+    assert_int_equal(th_server_stat(&ctl, "cancelled"), 1);
+    assert_int_equal(th_server_stat(&ctl, "workers_busy"), 4);
     open_gate(&d, "open");
     for (int i = 0; i < 5; i++) {
         assert_int_equal(gated_reply_ok(&conns[i]), 0);
         th_close(&conns[i]);
     }
-    assert_int_equal(server_stat(&ctl, "uid_refusals"), 0);
-    assert_true(wait_stat(&ctl, "queued", 0));
-    assert_int_equal(server_stat(&ctl, "queued_total"), 2);
+    assert_int_equal(th_server_stat(&ctl, "uid_refusals"), 0);
+    assert_true(th_wait_server(&ctl, "queued", 0, 10000));
+    assert_int_equal(th_server_stat(&ctl, "queued_total"), 2);
     json_t *m = th_ok(&ctl, "server.metrics", NULL);
     assert_non_null(
         strstr(json_string_value(json_object_get(m, "text")), "\nthaw_requests_queued_total 2\n"));
@@ -412,7 +391,7 @@ static int uid_b_is_served(const th_daemon_t *d)
 {
     th_conn_t c;
     TH_CHILD_CHECK(th_connect(&c, d->sock) == 0, "connect: %s", strerror(errno));
-    TH_CHILD_CHECK(server_stat(&c, "uid_in_flight") == 0, "B is charged for A's requests");
+    TH_CHILD_CHECK(th_server_stat(&c, "uid_in_flight") == 0, "B is charged for A's requests");
     for (int i = 0; i < 2; i++) {
         json_t *r = run_echo(&c);
         TH_CHILD_CHECK(r && !th_code(r), "B's run %d: %d %s", i, th_code(r), th_msg(r));
@@ -469,7 +448,7 @@ static void test_other_uid_served_while_one_at_cap(void **state)
     json_t *r = run_echo(&root);
     assert_int_equal(th_code(r), 0);
     json_decref(r);
-    assert_int_equal(server_stat(&root, "uid_refusals"), 1);
+    assert_int_equal(th_server_stat(&root, "uid_refusals"), 1);
 
     open_gate(&d, "a1");
     open_gate(&d, "a2");
@@ -510,22 +489,22 @@ static void test_waiting_uids_take_turns(void **state)
     for (int i = 0; i < 4; i++) {
         assert_int_equal(th_connect(&r[i], d.sock), 0);
         assert_int_equal(send_gated_run(&r[i], &d, gates[i]), 0);
-        assert_true(i < 2 ? wait_stat(&root, "workers_busy", i + 1)
-                          : wait_stat(&root, "queued", i - 1));
+        assert_true(i < 2 ? th_wait_server(&root, "workers_busy", i + 1, 10000)
+                          : th_wait_server(&root, "queued", i - 1, 10000));
     }
     /* uid B queues one request behind root's two. */
     pid_t b = fork();
     assert_true(b >= 0);
     if (b == 0)
         _exit(th_become(UID_B, GID_C) < 0 ? 2 : uid_b_waits_its_turn(&d));
-    assert_true(wait_stat(&root, "queued", 3));
+    assert_true(th_wait_server(&root, "queued", 3, 10000));
 
     /* The first free worker goes to root's r2 (root waited first), the
      * second to B, not to root's r3: turns go by uid, not by arrival. */
     finish_gated(&d, &r[0], "r0");
-    assert_true(wait_stat(&root, "queued", 2));
+    assert_true(th_wait_server(&root, "queued", 2, 10000));
     finish_gated(&d, &r[1], "r1");
-    assert_true(wait_stat(&root, "queued", 1));
+    assert_true(th_wait_server(&root, "queued", 1, 10000));
     open_gate(&d, "b");
     if (!th_wait_gone(b, 15000)) {
         kill(b, SIGKILL);
@@ -534,13 +513,13 @@ static void test_waiting_uids_take_turns(void **state)
     }
     assert_int_equal(wait_child(b), 0);
     /* B's worker went to r3: both of root's gated runs hold one now. */
-    assert_true(wait_stat(&root, "queued", 0));
-    assert_true(wait_stat(&root, "workers_busy", 2));
+    assert_true(th_wait_server(&root, "queued", 0, 10000));
+    assert_true(th_wait_server(&root, "workers_busy", 2, 10000));
     finish_gated(&d, &r[2], "r2");
     finish_gated(&d, &r[3], "r3");
     for (int i = 0; i < 4; i++)
         th_close(&r[i]);
-    assert_int_equal(server_stat(&root, "queued_total"), 3);
+    assert_int_equal(th_server_stat(&root, "queued_total"), 3);
     assert_int_equal(th_finish(&d, &root), 0);
 }
 
